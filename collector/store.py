@@ -1,0 +1,127 @@
+"""Where validated events and rejections go: the `EventSink` seam, and its ClickHouse implementation."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from clickhouse_connect.driver.client import Client
+
+from collector.rows import EVENT_COLUMNS, REJECTION_COLUMNS, EventBatch, Rejection
+
+
+_LOOKUP_CHUNK = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    # Positions in the written batch that were not inserted because their event_id is already stored.
+    duplicate_positions: frozenset[int] = frozenset()
+
+    def slice(self, start: int, stop: int) -> WriteResult:
+        """The part of this result that concerns batch positions [start, stop)."""
+        dropped = frozenset(p - start for p in self.duplicate_positions if start <= p < stop)
+        return WriteResult(inserted=stop - start - len(dropped), duplicates=len(dropped), duplicate_positions=dropped)
+
+
+class EventSink(Protocol):
+    """Durable storage for events; `write_events` returns only after the rows are stored."""
+
+    def write_events(self, batch: EventBatch, *, dedup_token: str | None = None) -> WriteResult: ...
+
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None: ...
+
+
+class ClickHouseEventStore:
+    """Writes to ClickHouse so that an event_id is stored once, however often it is sent.
+
+    Each event_id already stored is dropped before the insert (a lookup bounded by the batch's start_time
+    range, which is exact because a re-sent event carries the same start_time). Every insert also carries
+    a deduplication token derived from its event_ids, so a retried insert after a crash between "written"
+    and "acknowledged" is dropped by ClickHouse itself, and the ReplacingMergeTree collapses whatever a
+    concurrent writer in another process might still slip in.
+    """
+
+    def __init__(self, client: Client, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._client = client
+        self._clock = clock
+        # Check-then-insert must not interleave within a process, or two threads could both insert an id.
+        self._lock = threading.Lock()
+
+    def write_events(self, batch: EventBatch, *, dedup_token: str | None = None) -> WriteResult:
+        if not len(batch):
+            return WriteResult(0, 0)
+        with self._lock:
+            keep = self._first_occurrences(batch.event_ids)
+            stored = self._stored_ids(batch, keep)
+            if stored:
+                keep = [i for i in keep if batch.event_ids[i] not in stored]
+            fresh = batch if len(keep) == len(batch) else batch.select(keep)
+            if len(fresh):
+                token = dedup_token or self._token(fresh.event_ids)
+                self._client.insert(
+                    "events",
+                    fresh.columns,
+                    column_names=list(EVENT_COLUMNS),
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
+                )
+        dropped = frozenset(range(len(batch))) - frozenset(keep) if len(keep) != len(batch) else frozenset()
+        return WriteResult(inserted=len(fresh), duplicates=len(dropped), duplicate_positions=dropped)
+
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        now = self._clock()
+        columns: list[list[object]] = [
+            [now] * len(rejections),
+            [r.source for r in rejections],
+            [r.source_ref for r in rejections],
+            [r.index for r in rejections],
+            [r.reason for r in rejections],
+            [r.payload for r in rejections],
+        ]
+        self._client.insert("rejected_events", columns, column_names=list(REJECTION_COLUMNS), column_oriented=True)
+
+    @staticmethod
+    def _first_occurrences(event_ids: list[str]) -> list[int]:
+        seen: set[str] = set()
+        keep = []
+        for i, event_id in enumerate(event_ids):
+            if event_id not in seen:
+                seen.add(event_id)
+                keep.append(i)
+        return keep
+
+    def _stored_ids(self, batch: EventBatch, keep: list[int]) -> set[str]:
+        stored: set[str] = set()
+        times = batch.start_times
+        # Chunks keep query parameters well under a server's URL size limit.
+        for offset in range(0, len(keep), _LOOKUP_CHUNK):
+            chunk = keep[offset : offset + _LOOKUP_CHUNK]
+            result = self._client.query(
+                "SELECT event_id FROM events "
+                "WHERE start_time BETWEEN {earliest:DateTime64(3, 'UTC')} AND {latest:DateTime64(3, 'UTC')} "
+                "AND event_id IN {ids:Array(String)}",
+                parameters={
+                    "earliest": min(times[i] for i in chunk),
+                    "latest": max(times[i] for i in chunk),
+                    "ids": [batch.event_ids[i] for i in chunk],
+                },
+            )
+            stored.update(row[0] for row in result.result_rows)
+        return stored
+
+    @staticmethod
+    def _token(event_ids: list[str]) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        for event_id in event_ids:
+            digest.update(event_id.encode())
+            digest.update(b"\x00")
+        return digest.hexdigest()

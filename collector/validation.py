@@ -1,0 +1,343 @@
+"""From raw bytes to priced event rows and reasoned rejections. Pure: no I/O, the clock is injected."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from collector.events import ChatMessage, TraceEvent
+from collector.pricing import PriceCatalog, TokenUsage
+from collector.rows import EventBatch, Rejection
+
+KNOWN_FIELDS = frozenset(TraceEvent.model_fields)
+
+
+class PayloadError(ValueError):
+    """The body as a whole cannot be read (not gzip, not JSON, wrong shape); no item in it is usable."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    max_text_bytes: int = 32 * 1024
+    max_event_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawItem:
+    """One candidate event: its position, the decoded JSON value (or why it could not be decoded), its bytes."""
+
+    index: int
+    value: Any
+    raw: bytes | None
+    decode_error: str | None = None
+    where: str = ""
+    # An upper bound of the item's encoded size, so small bodies skip re-encoding items to measure them.
+    max_size: int | None = None
+
+
+@dataclass(slots=True)
+class ValidationResult:
+    batch: EventBatch = field(default_factory=EventBatch)
+    rejections: list[Rejection] = field(default_factory=list)
+    unpriced: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return len(self.batch)
+
+
+def gunzip_if_needed(body: bytes, content_encoding: str | None, *, max_bytes: int) -> bytes:
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise PayloadError(f"unsupported Content-Encoding {content_encoding!r}; use gzip or none")
+    try:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        data = decompressor.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise PayloadError(f"body is not valid gzip: {exc}") from None
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"decompressed body exceeds {max_bytes} bytes")
+    return data
+
+
+class PayloadTooLarge(PayloadError):
+    pass
+
+
+def _json_error(exc: orjson.JSONDecodeError) -> str:
+    return f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+
+
+def iter_ndjson_lines(lines: Iterable[bytes], *, where: str = "line") -> Iterator[RawItem]:
+    """One item per non-blank line; a broken line is an item with a decode error, not a failed batch."""
+    index = 0
+    for line_no, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            value = orjson.loads(stripped)
+            yield RawItem(index, value, stripped, None, f"{where} {line_no}", len(stripped))
+        except orjson.JSONDecodeError as exc:
+            yield RawItem(index, None, stripped, _json_error(exc), f"{where} {line_no}", len(stripped))
+        index += 1
+
+
+def iter_ndjson(data: bytes, *, where: str = "line") -> Iterator[RawItem]:
+    return iter_ndjson_lines(data.split(b"\n"), where=where)
+
+
+def iter_json_document(data: bytes) -> Iterator[RawItem]:
+    """A JSON array of events, or a single event object."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    items = value if isinstance(value, list) else [value]
+    for index, item in enumerate(items):
+        yield RawItem(index, item, None, None, f"item {index}", len(data))
+
+
+def looks_like_ndjson(data: bytes) -> bool:
+    head = data.lstrip()[:1]
+    if head == b"[":
+        return False
+    first_newline = data.find(b"\n", 0, len(data) - 1 if data.endswith(b"\n") else len(data))
+    return first_newline != -1 and bool(data[first_newline:].strip())
+
+
+def iter_body(data: bytes, content_type: str | None) -> Iterator[RawItem]:
+    """Pick the framing from the content type; plain `application/json` that holds several lines is NDJSON."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media in ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"):
+        return iter_ndjson(data)
+    if media in ("application/json", "text/json", "application/*+json"):
+        if looks_like_ndjson(data):
+            return iter_ndjson(data)
+        return iter_json_document(data)
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {content_type!r}: send application/json (array or object) "
+        "or application/x-ndjson"
+    )
+
+
+class UnsupportedMediaType(PayloadError):
+    pass
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> tuple[str, bool]:
+    if len(text) * 4 <= max_bytes:
+        return text, False
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= max_bytes:
+        return text, False
+    return encoded[:max_bytes].decode("utf-8", "ignore"), True
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, dict):
+            text = part.get("text") or part.get("content")
+            if isinstance(text, str):
+                parts.append(text)
+    return "\n".join(parts)
+
+
+def flatten_messages(value: str | list[ChatMessage] | None, max_bytes: int) -> tuple[str, str, bool]:
+    """(text for analysis, original messages as JSON or '', truncated?)."""
+    if value is None:
+        return "", "", False
+    if isinstance(value, str):
+        text, cut = _truncate_utf8(value, max_bytes)
+        return text, "", cut
+    text = "\n\n".join(_content_text(message.content) for message in value)
+    text, cut = _truncate_utf8(text, max_bytes)
+    messages_json = orjson.dumps([m.model_dump(exclude_none=True) for m in value]).decode()
+    messages_json, cut_json = _truncate_utf8(messages_json, max_bytes)
+    return text, messages_json, cut or cut_json
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    reasons = []
+    for error in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in error["loc"]) or "event"
+        msg = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            reasons.append(f"missing required field `{loc}`")
+        else:
+            reasons.append(f"field `{loc}`: {msg}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        reasons.append(f"and {more} more")
+    return "; ".join(reasons)
+
+
+def _text_or_empty(value: str | None) -> str:
+    return value or ""
+
+
+class EventValidator:
+    """Validates decoded items against contract v1, prices them, and shapes them into rows."""
+
+    def __init__(
+        self,
+        *,
+        prices: PriceCatalog,
+        limits: IngestLimits | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._prices = prices
+        self._limits = limits or IngestLimits()
+        self._clock = clock
+
+    def validate(self, items: Iterable[RawItem], *, source: str, source_ref: str) -> ValidationResult:
+        result = ValidationResult()
+        ingested_at = self._clock()
+        for item in items:
+            outcome = self._validate_one(item, source=source, ingested_at=ingested_at)
+            if isinstance(outcome, str):
+                result.rejections.append(
+                    Rejection(
+                        index=item.index,
+                        reason=f"{item.where}: {outcome}" if item.where else outcome,
+                        payload=self._raw(item),
+                        source=source,
+                        source_ref=source_ref,
+                    )
+                )
+            else:
+                row, priced = outcome
+                result.batch.append(row)
+                if not priced:
+                    result.unpriced += 1
+        return result
+
+    @staticmethod
+    def _raw(item: RawItem) -> bytes:
+        if item.raw is not None:
+            return item.raw
+        try:
+            return orjson.dumps(item.value)
+        except TypeError:
+            return repr(item.value).encode()
+
+    def _validate_one(
+        self, item: RawItem, *, source: str, ingested_at: datetime
+    ) -> str | tuple[tuple[Any, ...], bool]:
+        if item.decode_error is not None:
+            return item.decode_error
+        value = item.value
+        if not isinstance(value, dict):
+            return f"expected a JSON object, got {type(value).__name__}"
+        size = item.max_size if item.max_size is not None else len(self._raw(item))
+        if size > self._limits.max_event_bytes and item.raw is None:
+            size = len(self._raw(item))
+        if size > self._limits.max_event_bytes:
+            return (
+                f"event is {size:,} bytes, over the {self._limits.max_event_bytes:,}-byte limit "
+                "(LLMPULSE_MAX_EVENT_BYTES)"
+            )
+        try:
+            event = TraceEvent.model_validate(value)
+        except ValidationError as exc:
+            return describe_validation_error(exc)
+        return self._to_row(event, source=source, ingested_at=ingested_at)
+
+    def _to_row(self, event: TraceEvent, *, source: str, ingested_at: datetime) -> tuple[tuple[Any, ...], bool]:
+        max_text = self._limits.max_text_bytes
+        input_text, input_messages, input_cut = flatten_messages(event.input, max_text)
+        output_text, output_messages, output_cut = flatten_messages(event.output, max_text)
+        metadata = dict(event.metadata)
+        if event.model_extra:
+            for key, extra in event.model_extra.items():
+                metadata.setdefault(key, extra if isinstance(extra, str) else orjson.dumps(extra).decode())
+        usage = event.usage
+        cost = self._prices.cost(
+            model=event.model,
+            provider=event.provider,
+            usage=TokenUsage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                reasoning_output_tokens=usage.reasoning_output_tokens,
+            ),
+            at=event.start_time,
+            client_cost_usd=event.cost_usd,
+        )
+        row = (
+            event.event_id,
+            event.schema_version,
+            event.app,
+            event.environment,
+            _text_or_empty(event.feature),
+            event.operation.value,
+            _text_or_empty(event.provider),
+            event.model,
+            _text_or_empty(event.response_model),
+            _text_or_empty(event.prompt_id),
+            _text_or_empty(event.prompt_version),
+            _text_or_empty(event.trace_id),
+            _text_or_empty(event.span_id),
+            _text_or_empty(event.parent_span_id),
+            _text_or_empty(event.user_id),
+            _text_or_empty(event.session_id),
+            event.start_time,
+            event.finished_at,
+            event.latency_ms,
+            event.ttft_ms,
+            event.status.value,
+            _text_or_empty(event.error_type),
+            _text_or_empty(event.finish_reason),
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_input_tokens,
+            usage.cache_creation_input_tokens,
+            usage.reasoning_output_tokens,
+            cost.input_usd,
+            cost.cache_read_usd,
+            cost.cache_write_usd,
+            cost.output_usd,
+            cost.reasoning_usd,
+            cost.total_usd,
+            cost.source.value,
+            input_text,
+            output_text,
+            input_messages,
+            output_messages,
+            input_cut,
+            output_cut,
+            metadata,
+            event.tags,
+            source,
+            ingested_at,
+        )
+        return row, cost.total_usd is not None
+
+
+def decode_file_bytes(data: bytes, *, name: str) -> Iterator[RawItem]:
+    """Files are NDJSON, a JSON array, or either gzipped (by magic number, whatever the name)."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise PayloadError(f"{name}: not valid gzip: {exc}") from None
+    if data.lstrip()[:1] == b"[":
+        return iter_json_document(data)
+    return iter_ndjson(data, where=f"{name} line")

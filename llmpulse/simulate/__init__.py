@@ -1,0 +1,61 @@
+"""`llmpulse simulate`: deterministic LLM trace-event traffic with scheduled incidents and ground truth."""
+
+from llmpulse.simulate.catalog import (
+    DEFAULT_MODELS,
+    AppProfile,
+    FeatureProfile,
+    ModelProfile,
+    TokenDist,
+    default_apps,
+)
+from llmpulse.simulate.incidents import (
+    DEFAULT_MAGNITUDE,
+    EXPECTED_ALERT,
+    INCIDENT_KINDS,
+    MAGNITUDE_MEANING,
+    Incident,
+    IncidentKind,
+    default_incidents,
+    runaway_trace_id,
+)
+from llmpulse.simulate.traffic import (
+    DEFAULT_RATE_PER_MINUTE,
+    Simulation,
+    SimulationConfig,
+    SimulationStats,
+    SimulationSummary,
+    generate,
+    ground_truth,
+    load_ground_truth,
+    parse_duration,
+    truth_document,
+    write_simulation,
+)
+
+__all__ = [
+    "DEFAULT_MAGNITUDE",
+    "DEFAULT_MODELS",
+    "DEFAULT_RATE_PER_MINUTE",
+    "EXPECTED_ALERT",
+    "INCIDENT_KINDS",
+    "MAGNITUDE_MEANING",
+    "AppProfile",
+    "FeatureProfile",
+    "Incident",
+    "IncidentKind",
+    "ModelProfile",
+    "Simulation",
+    "SimulationConfig",
+    "SimulationStats",
+    "SimulationSummary",
+    "TokenDist",
+    "default_apps",
+    "default_incidents",
+    "generate",
+    "ground_truth",
+    "load_ground_truth",
+    "parse_duration",
+    "runaway_trace_id",
+    "truth_document",
+    "write_simulation",
+]
