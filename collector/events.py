@@ -97,6 +97,7 @@ class TraceEvent(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        use_enum_values=True,
         title="llmpulse trace event v1",
         json_schema_extra={"$id": SCHEMA_ID},
     )

@@ -47,6 +47,7 @@ class BulkInserter:
         max_rows: int = 20_000,
         max_delay_s: float = 0.25,
         max_pending_rows: int = 400_000,
+        eager_rows: int | None = None,
         write_attempts: int = 3,
         retry_backoff_s: float = 0.2,
         metrics: IngestMetrics | None = None,
@@ -55,6 +56,9 @@ class BulkInserter:
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
         self._max_pending_rows = max_pending_rows
+        # Waiting only helps coalesce small submissions; once this many rows wait, a further wait just
+        # adds latency (bulk senders already send big batches), so write now.
+        self._eager_rows = eager_rows if eager_rows is not None else max(1, max_rows // 10)
         self._write_attempts = write_attempts
         self._retry_backoff_s = retry_backoff_s
         self._metrics = metrics
@@ -94,7 +98,7 @@ class BulkInserter:
             self._pending.append(submission)
             self._pending_rows += len(batch)
             # The writer sleeps without a deadline while idle, and until the oldest deadline otherwise.
-            if was_idle or self._pending_rows >= self._max_rows or rejections:
+            if was_idle or self._pending_rows >= self._eager_rows or rejections:
                 self._cond.notify_all()
         return submission.future
 
@@ -131,7 +135,7 @@ class BulkInserter:
                     if self._pending:
                         age = time.monotonic() - self._pending[0].enqueued_at
                         urgent = any(s.rejections for s in self._pending)
-                        if self._stopping or urgent or self._pending_rows >= self._max_rows:
+                        if self._stopping or urgent or self._pending_rows >= self._eager_rows:
                             break
                         if age >= self._max_delay_s:
                             break

@@ -41,3 +41,8 @@ class IngestMetrics:
         self.pending_rows = Gauge(
             "llmpulse_insert_pending_rows", "Validated rows waiting to be inserted.", registry=self.registry
         )
+        self.otlp_spans_skipped = Counter(
+            "llmpulse_otlp_spans_skipped",
+            "OTLP spans that are not LLM, tool, retrieval or agent spans: accepted, not stored.",
+            ["source"], registry=self.registry,
+        )

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Final
+from typing import Final, Protocol
 
 from genai_prices import Usage
 from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
@@ -60,6 +60,21 @@ __all__ = (
     "TokenUsage",
     "canonical_provider",
 )
+
+
+class UsageCounts(Protocol):
+    """Anything with the five token counts (TokenUsage, or the event contract's own Usage model)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def cache_read_input_tokens(self) -> int: ...
+    @property
+    def cache_creation_input_tokens(self) -> int: ...
+    @property
+    def reasoning_output_tokens(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +322,7 @@ class PriceCatalog:
         *,
         model: str,
         provider: str | None,
-        usage: TokenUsage,
+        usage: UsageCounts,
         at: datetime,
         client_cost_usd: float | None = None,
     ) -> EventCost:
@@ -436,7 +451,7 @@ def _timestamp(at: datetime) -> float:
     return at.timestamp()
 
 
-def _total_input(usage: TokenUsage) -> int:
+def _total_input(usage: UsageCounts) -> int:
     """Input tokens as priced: never fewer than the cached tokens the client reported."""
     cached = max(usage.cache_read_input_tokens, 0) + max(usage.cache_creation_input_tokens, 0)
     return max(usage.input_tokens, cached)
@@ -453,7 +468,7 @@ def _select_table(entry: _CatalogEntry, at: datetime, ts: float) -> _PriceTable:
     return periods[0][1]
 
 
-def _cost_flat(rates: _Rates, usage: TokenUsage, source: PriceSource, name: str) -> EventCost:
+def _cost_flat(rates: _Rates, usage: UsageCounts, source: PriceSource, name: str) -> EventCost:
     cache_read = usage.cache_read_input_tokens
     cache_write = usage.cache_creation_input_tokens
     if cache_read < 0:
@@ -483,7 +498,7 @@ def _cost_flat(rates: _Rates, usage: TokenUsage, source: PriceSource, name: str)
     )
 
 
-def _genai_usage(usage: TokenUsage) -> tuple[Usage, int, int, int, int]:
+def _genai_usage(usage: UsageCounts) -> tuple[Usage, int, int, int, int]:
     """genai-prices `Usage` for our counts (clamped like `_cost_flat`), plus the clamped leaf counts."""
     cache_read = max(usage.cache_read_input_tokens, 0)
     cache_write = max(usage.cache_creation_input_tokens, 0)
@@ -507,7 +522,7 @@ def _leaf_price(model_price: ModelPrice, key: str, parent_key: str) -> Decimal |
     return price if price is not None else getattr(model_price, parent_key, None)
 
 
-def _cost_delegated(model_price: ModelPrice, usage: TokenUsage, model_id: str) -> EventCost:
+def _cost_delegated(model_price: ModelPrice, usage: UsageCounts, model_id: str) -> EventCost:
     genai_usage, uncached, cache_read, cache_write, reasoning = _genai_usage(usage)
     calc = model_price.calc_price(genai_usage)
     total_input = uncached + cache_read + cache_write

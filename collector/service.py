@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from collector.inserter import BulkInserter
 from collector.metrics import IngestMetrics
-from collector.rows import Rejection
+from collector.rows import EventBatch, Rejection
 from collector.store import WriteResult
 from collector.validation import EventValidator, RawItem, ValidationResult
+from collector.validation_pool import BodyRequest, ValidationPool, validate_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,23 +25,51 @@ class IngestOutcome:
 
 
 class IngestService:
-    def __init__(self, *, validator: EventValidator, inserter: BulkInserter, metrics: IngestMetrics) -> None:
+    """Validation (inline, or in worker processes when a pool is given) followed by the bulk writer."""
+
+    def __init__(
+        self,
+        *,
+        validator: EventValidator,
+        inserter: BulkInserter,
+        metrics: IngestMetrics,
+        pool: ValidationPool | None = None,
+    ) -> None:
         self.validator = validator
         self.inserter = inserter
         self.metrics = metrics
+        self.pool = pool
+
+    def start(self) -> None:
+        if self.pool is not None:
+            self.pool.start()
+        self.inserter.start()
+
+    def stop(self) -> None:
+        self.inserter.stop()
+        if self.pool is not None:
+            self.pool.stop()
 
     def ingest(self, items: Iterable[RawItem], *, source: str, source_ref: str) -> IngestOutcome:
         """Validate now; the returned future resolves once accepted rows and rejections are stored."""
-        result = self.validator.validate(items, source=source, source_ref=source_ref)
+        return self._submit(self.validator.validate(items, source=source, source_ref=source_ref), source)
+
+    def ingest_body(self, request: BodyRequest) -> IngestOutcome:
+        """A whole request body (gzip, JSON or NDJSON); raises PayloadError when it is unusable as a whole."""
+        if self.pool is not None:
+            result = self.pool.validate(request)
+        else:
+            result = validate_body(self.validator, request)
+        return self._submit(result, request.source)
+
+    def reject_whole(self, rejection: Rejection) -> Future[WriteResult]:
+        """A payload unusable as a whole (not gzip, not JSON) is still kept, as one rejected item."""
+        self.metrics.events_rejected.labels(rejection.source).inc()
+        return self.inserter.submit(EventBatch(), [rejection])
+
+    def _submit(self, result: ValidationResult, source: str) -> IngestOutcome:
         future = self.inserter.submit(result.batch, result.rejections)
         self.metrics.events_accepted.labels(source).inc(result.accepted)
         self.metrics.events_rejected.labels(source).inc(len(result.rejections))
         self.metrics.events_unpriced.labels(source).inc(result.unpriced)
         return IngestOutcome(result, future)
-
-    def reject_whole(self, rejection: Rejection) -> Future[WriteResult]:
-        """A payload unusable as a whole (not gzip, not JSON) is still kept, as one rejected item."""
-        from collector.rows import EventBatch
-
-        self.metrics.events_rejected.labels(rejection.source).inc()
-        return self.inserter.submit(EventBatch(), [rejection])

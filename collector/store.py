@@ -11,10 +11,14 @@ from typing import Protocol
 
 from clickhouse_connect.driver.client import Client
 
-from collector.rows import EVENT_COLUMNS, REJECTION_COLUMNS, EventBatch, Rejection
+from collector.rows import REJECTION_COLUMNS, EventBatch, Rejection
 
 
 _LOOKUP_CHUNK = 5_000
+
+
+def _from_ms(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +62,17 @@ class ClickHouseEventStore:
         if not len(batch):
             return WriteResult(0, 0)
         with self._lock:
-            keep = self._first_occurrences(batch.event_ids)
-            stored = self._stored_ids(batch, keep)
+            event_ids = batch.event_ids
+            keep = self._first_occurrences(event_ids)
+            stored = self._stored_ids(event_ids, batch.start_times_ms, keep)
             if stored:
-                keep = [i for i in keep if batch.event_ids[i] not in stored]
+                keep = [i for i in keep if event_ids[i] not in stored]
             fresh = batch if len(keep) == len(batch) else batch.select(keep)
             if len(fresh):
-                token = dedup_token or self._token(fresh.event_ids)
-                self._client.insert(
+                token = dedup_token or self._token([event_ids[i] for i in keep])
+                self._client.insert_arrow(
                     "events",
-                    fresh.columns,
-                    column_names=list(EVENT_COLUMNS),
-                    column_oriented=True,
+                    fresh.to_arrow(),
                     settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
                 )
         dropped = frozenset(range(len(batch))) - frozenset(keep) if len(keep) != len(batch) else frozenset()
@@ -99,9 +102,8 @@ class ClickHouseEventStore:
                 keep.append(i)
         return keep
 
-    def _stored_ids(self, batch: EventBatch, keep: list[int]) -> set[str]:
+    def _stored_ids(self, event_ids: list[str], times_ms: list[int], keep: list[int]) -> set[str]:
         stored: set[str] = set()
-        times = batch.start_times
         # Chunks keep query parameters well under a server's URL size limit.
         for offset in range(0, len(keep), _LOOKUP_CHUNK):
             chunk = keep[offset : offset + _LOOKUP_CHUNK]
@@ -110,9 +112,9 @@ class ClickHouseEventStore:
                 "WHERE start_time BETWEEN {earliest:DateTime64(3, 'UTC')} AND {latest:DateTime64(3, 'UTC')} "
                 "AND event_id IN {ids:Array(String)}",
                 parameters={
-                    "earliest": min(times[i] for i in chunk),
-                    "latest": max(times[i] for i in chunk),
-                    "ids": [batch.event_ids[i] for i in chunk],
+                    "earliest": _from_ms(min(times_ms[i] for i in chunk)),
+                    "latest": _from_ms(max(times_ms[i] for i in chunk)),
+                    "ids": [event_ids[i] for i in chunk],
                 },
             )
             stored.update(row[0] for row in result.result_rows)

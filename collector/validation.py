@@ -6,14 +6,14 @@ import gzip
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from collector.events import ChatMessage, TraceEvent
-from collector.pricing import PriceCatalog, TokenUsage
+from collector.pricing import PriceCatalog
 from collector.rows import EventBatch, Rejection
 
 KNOWN_FIELDS = frozenset(TraceEvent.model_fields)
@@ -188,10 +188,6 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(reasons)
 
 
-def _text_or_empty(value: str | None) -> str:
-    return value or ""
-
-
 class EventValidator:
     """Validates decoded items against contract v1, prices them, and shapes them into rows."""
 
@@ -261,50 +257,51 @@ class EventValidator:
 
     def _to_row(self, event: TraceEvent, *, source: str, ingested_at: datetime) -> tuple[tuple[Any, ...], bool]:
         max_text = self._limits.max_text_bytes
-        input_text, input_messages, input_cut = flatten_messages(event.input, max_text)
-        output_text, output_messages, output_cut = flatten_messages(event.output, max_text)
-        metadata = dict(event.metadata)
+        raw_input, raw_output = event.input, event.output
+        # Plain strings are the common case; messages need flattening.
+        if type(raw_input) is str and len(raw_input) * 4 <= max_text:
+            input_text, input_messages, input_cut = raw_input, "", False
+        else:
+            input_text, input_messages, input_cut = flatten_messages(raw_input, max_text)
+        if type(raw_output) is str and len(raw_output) * 4 <= max_text:
+            output_text, output_messages, output_cut = raw_output, "", False
+        else:
+            output_text, output_messages, output_cut = flatten_messages(raw_output, max_text)
+        metadata = event.metadata
         if event.model_extra:
+            metadata = dict(metadata)
             for key, extra in event.model_extra.items():
                 metadata.setdefault(key, extra if isinstance(extra, str) else orjson.dumps(extra).decode())
         usage = event.usage
+        start_time = event.start_time
+        latency_ms = event.latency_ms or 0.0
         cost = self._prices.cost(
-            model=event.model,
-            provider=event.provider,
-            usage=TokenUsage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                reasoning_output_tokens=usage.reasoning_output_tokens,
-            ),
-            at=event.start_time,
-            client_cost_usd=event.cost_usd,
+            model=event.model, provider=event.provider, usage=usage, at=start_time, client_cost_usd=event.cost_usd
         )
         row = (
             event.event_id,
             event.schema_version,
             event.app,
             event.environment,
-            _text_or_empty(event.feature),
-            event.operation.value,
-            _text_or_empty(event.provider),
+            event.feature or "",
+            event.operation,
+            event.provider or "",
             event.model,
-            _text_or_empty(event.response_model),
-            _text_or_empty(event.prompt_id),
-            _text_or_empty(event.prompt_version),
-            _text_or_empty(event.trace_id),
-            _text_or_empty(event.span_id),
-            _text_or_empty(event.parent_span_id),
-            _text_or_empty(event.user_id),
-            _text_or_empty(event.session_id),
-            event.start_time,
-            event.finished_at,
-            event.latency_ms,
+            event.response_model or "",
+            event.prompt_id or "",
+            event.prompt_version or "",
+            event.trace_id or "",
+            event.span_id or "",
+            event.parent_span_id or "",
+            event.user_id or "",
+            event.session_id or "",
+            start_time,
+            event.end_time or start_time + timedelta(milliseconds=latency_ms),
+            latency_ms,
             event.ttft_ms,
-            event.status.value,
-            _text_or_empty(event.error_type),
-            _text_or_empty(event.finish_reason),
+            event.status,
+            event.error_type or "",
+            event.finish_reason or "",
             usage.input_tokens,
             usage.output_tokens,
             usage.cache_read_input_tokens,

@@ -65,7 +65,7 @@ def serve(
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     client = open_store(settings)
-    service = build_ingest_service(settings, client)
+    service = build_ingest_service(settings, client, worker_processes=settings.ingest_workers)
     api = create_app(service, max_body_bytes=settings.max_body_bytes)
     uvicorn.run(api, host=host or settings.http_host, port=port or settings.http_port, log_level="info")
 
@@ -125,14 +125,16 @@ def simulate(
     no_text: Annotated[bool, typer.Option("--no-text", help="Leave out prompt/response texts.")] = False,
 ) -> None:
     """Generate realistic traffic with scheduled incidents and their ground truth."""
-    from llmpulse.simulate import SimulationConfig, default_incidents, parse_duration, write_simulation
+    from llmpulse.simulate import SimulationConfig, parse_duration, write_simulation
 
-    span = parse_duration(duration)
+    try:
+        span = parse_duration(duration)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     begin = _parse_start(start, span)
-    kwargs: dict[str, object] = {"start": begin, "duration": span, "seed": seed, "text": not no_text}
+    kwargs: dict[str, object] = {"start": begin, "duration": span, "seed": seed, "text": not no_text, "clean": clean}
     if rate is not None:
         kwargs["rate_per_minute"] = rate
-    kwargs["incidents"] = [] if clean else default_incidents(begin, span)
     config = SimulationConfig(**kwargs)  # type: ignore[arg-type]
     truth_path = truth or out.with_name(out.name.split(".")[0] + ".truth.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -228,16 +230,18 @@ def demo(
     from collector.file_ingest import ingest_files
     from llmpulse.report import print_summary
     from llmpulse.runtime import build_ingest_service, open_store
-    from llmpulse.simulate import SimulationConfig, default_incidents, parse_duration, write_simulation
+    from llmpulse.simulate import SimulationConfig, parse_duration, write_simulation
 
     settings = _settings()
     span = parse_duration(duration)
-    begin = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - span
+    # Anchored to today's UTC midnight: a second demo run on the same day re-sends the same events,
+    # and the store shows them as already stored instead of counting them twice.
+    begin = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - span
     sim_dir = Path(".llmpulse/sim")
     sim_dir.mkdir(parents=True, exist_ok=True)
     events_path, truth_path = sim_dir / f"demo-{seed}.ndjson.gz", sim_dir / f"demo-{seed}.truth.json"
     console.rule("[bold]1. simulate")
-    config = SimulationConfig(start=begin, duration=span, seed=seed, incidents=default_incidents(begin, span))
+    config = SimulationConfig(start=begin, duration=span, seed=seed)
     started = time.perf_counter()
     sim = write_simulation(config, events_path, truth_path)
     console.print(f"{sim.events:,} events over {duration} from {begin:%Y-%m-%d %H:%M} UTC "
@@ -269,6 +273,9 @@ def demo(
 
 
 def main() -> None:
+    from llmpulse.commands import register_all
+
+    register_all(app)
     app()
 
 

@@ -14,6 +14,7 @@ from collector.pricing import PriceCatalog, PriceOverride
 from collector.service import IngestService
 from collector.store import ClickHouseEventStore
 from collector.validation import EventValidator, IngestLimits
+from collector.validation_pool import ValidationPool
 from llmpulse.clickhouse import connect
 from llmpulse.migrate import Retention, migrate
 from llmpulse.settings import Settings
@@ -56,12 +57,15 @@ def build_price_catalog(settings: Settings) -> PriceCatalog:
     return PriceCatalog(load_price_overrides(settings.prices_file))
 
 
-def build_ingest_service(settings: Settings, client: Client, *, metrics: IngestMetrics | None = None) -> IngestService:
+def build_ingest_service(
+    settings: Settings, client: Client, *, metrics: IngestMetrics | None = None, worker_processes: int = 0
+) -> IngestService:
+    """`worker_processes` > 0 validates request bodies in that many processes (the API uses settings.ingest_workers)."""
     metrics = metrics or IngestMetrics()
-    validator = EventValidator(
-        prices=build_price_catalog(settings),
-        limits=IngestLimits(max_text_bytes=settings.max_text_bytes, max_event_bytes=settings.max_event_bytes),
-    )
+    limits = IngestLimits(max_text_bytes=settings.max_text_bytes, max_event_bytes=settings.max_event_bytes)
+    overrides = load_price_overrides(settings.prices_file)
+    validator = EventValidator(prices=PriceCatalog(overrides), limits=limits)
+    pool = ValidationPool(processes=worker_processes, limits=limits, overrides=overrides) if worker_processes else None
     inserter = BulkInserter(
         ClickHouseEventStore(client),
         max_rows=settings.batch_max_rows,
@@ -69,4 +73,4 @@ def build_ingest_service(settings: Settings, client: Client, *, metrics: IngestM
         max_pending_rows=settings.batch_max_pending_rows,
         metrics=metrics,
     )
-    return IngestService(validator=validator, inserter=inserter, metrics=metrics)
+    return IngestService(validator=validator, inserter=inserter, metrics=metrics, pool=pool)

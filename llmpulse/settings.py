@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(default=20_000, ge=1)
     batch_max_seconds: float = Field(default=0.25, gt=0)
     batch_max_pending_rows: int = Field(default=400_000, ge=1, description="Beyond this, ingest answers 503.")
+    ingest_workers: int = Field(
+        default=2, ge=0, description="Validation worker processes for the HTTP API; 0 validates in the API process."
+    )
 
     # Pricing
     prices_file: Path | None = Field(default=None, description="YAML/JSON list of price overrides.")
@@ -50,6 +53,39 @@ class Settings(BaseSettings):
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    # OpenTelemetry (POST /v1/traces; docs/otlp.md). Attribute lists are comma-separated and looked up in
+    # order, on the span first and then on its resource; the first non-empty value wins.
+    otlp_feature_attributes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["llmpulse.feature", "traceloop.association.properties.feature"],
+        description="Span/resource attributes that name the event's feature.",
+    )
+    otlp_prompt_id_attributes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "llmpulse.prompt_id", "gen_ai.prompt.name", "prompt.id", "traceloop.prompt.key",
+        ],
+        description="Span/resource attributes that name the prompt (template) used.",
+    )
+    otlp_prompt_version_attributes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "llmpulse.prompt_version", "gen_ai.prompt.version", "llm.prompt_template.version",
+            "traceloop.prompt.version",
+        ],
+        description="Span/resource attributes that carry the prompt version.",
+    )
+    otlp_default_app: str = Field(
+        default="unknown_service", min_length=1, description="App of spans without a service.name resource."
+    )
+
+    @field_validator(
+        "otlp_feature_attributes", "otlp_prompt_id_attributes", "otlp_prompt_version_attributes",
+        mode="before",
+    )
+    @classmethod
+    def _split_attribute_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [a.strip() for a in value.split(",") if a.strip()]
         return value
 
 

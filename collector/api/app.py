@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from collector.api.deps import ApiLimits
-from collector.api.routers import events, health
+from collector.api.routers import events, health, otlp
 from collector.events import TraceEvent
 from collector.service import IngestService
 
@@ -16,11 +16,11 @@ from collector.service import IngestService
 def create_app(service: IngestService, *, max_body_bytes: int = 64 * 1024 * 1024) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service.inserter.start()
+        service.start()
         try:
             yield
         finally:
-            service.inserter.stop()
+            service.stop()
 
     app = FastAPI(
         title="llmpulse",
@@ -32,6 +32,7 @@ def create_app(service: IngestService, *, max_body_bytes: int = 64 * 1024 * 1024
     app.state.api_limits = ApiLimits(max_body_bytes=max_body_bytes)
     app.include_router(events.router)
     app.include_router(health.router)
+    app.include_router(otlp.router)
 
     original_openapi = app.openapi
 

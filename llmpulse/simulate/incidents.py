@@ -281,7 +281,9 @@ def ground_truth_entry(
     }
 
 
-def _target_valid(target: dict[str, str], apps: Sequence[AppProfile], models: Sequence[ModelProfile]) -> bool:
+def target_has_traffic(
+    target: dict[str, str], apps: Sequence[AppProfile], models: Sequence[ModelProfile]
+) -> bool:
     by_name = {m.name: m for m in models}
     slices: list[tuple[str, str, str, str]] = []  # (app, feature, provider, model) that carry traffic
     for app in apps:
@@ -373,7 +375,7 @@ def default_incidents(
             target = None
             for v in range(len(variants)):
                 candidate = variants[(rnd + v) % len(variants)]
-                if _target_valid(candidate, apps, models):
+                if target_has_traffic(candidate, apps, models):
                     target = candidate
                     break
             if target is None:

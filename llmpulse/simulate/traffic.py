@@ -1,13 +1,13 @@
 """Deterministic generator of LLM trace events (contract v1) with scheduled incidents and their ground truth.
 
-Traffic is generated hour by hour. Each hour draws its requests as a Poisson process whose rate follows a
-diurnal and weekly curve in each app's local time, expands requests into the calls of their trace (retrieval
-+ answer, agent loops with tool calls, embeddings + synthesis), draws tokens, errors and latencies with numpy,
-then applies the incidents active in that hour and turns rows into plain dicts.
+Traffic is generated hour by hour (in shorter chunks at very high rates). Each hour draws its requests as a
+Poisson process whose rate follows a diurnal and weekly curve in each app's local time, expands requests into
+the calls of their trace (retrieval + answer, agent loops with tool calls, embeddings + synthesis), draws
+tokens, errors and latencies with numpy, applies the incidents active in that hour and turns rows into dicts.
 
-Determinism: every hour k has its own random streams seeded with (seed, k, stream), so the output depends on
-nothing but the config. Incidents draw from streams of their own and only modify or add rows, so a run with
-incidents is byte-identical to the clean run outside the rows an incident touched.
+Determinism: every chunk k has its own random streams seeded with (seed, k, stream), so the output depends on
+nothing but the config (and the numpy version). Incidents draw from streams of their own and only modify, add
+or remove rows, so a run with incidents is byte-identical to the clean run outside the rows they touched.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from llmpulse.simulate.catalog import (
 )
 from llmpulse.simulate.incidents import (
     Incident,
-    _target_valid,
     default_incidents,
     ground_truth_entry,
     resolved_params,
     rfc3339,
     runaway_trace_id,
+    target_has_traffic,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -55,7 +55,7 @@ B = npt.NDArray[np.bool_]
 DEFAULT_RATE_PER_MINUTE = 60_000 / 1440  # one day at the weekly average ≈ 60,000 events
 
 _MINUTE_MS = 60_000
-_CHUNK_MS = 3_600_000
+_MAX_CHUNK_EVENTS = 60_000  # bounds memory: a chunk's columns and their Python lists live at once
 _SPILL_MS = 30 * 60_000
 _STREAM_BASE = 1
 _STREAM_TEXT = 2
@@ -160,7 +160,7 @@ class SimulationConfig(BaseModel):
         if len(set(ids)) != len(ids):
             raise ValueError("incident ids must be unique")
         for inc in self.incidents or ():
-            if not _target_valid(inc.labels, self.apps, self.models):
+            if not target_has_traffic(inc.labels, self.apps, self.models):
                 raise ValueError(f"incident {inc.id}: labels {inc.labels} match no simulated traffic")
         return self
 
@@ -181,7 +181,7 @@ class _Rows:
     """Structure of arrays, one row per event; every column has the row count as its first dimension."""
 
     t: F64  # start time in epoch ms; the request's arrival time until trace offsets are applied
-    root: I64  # request index within the hour (-1 for injected rows)
+    root: I64  # request index within the chunk (-1 for injected rows)
     app: I64
     feat: I64
     op: I64
@@ -311,6 +311,13 @@ class Simulation:
         self.stats = SimulationStats()
         self._start_ms = round(config.start.timestamp() * 1000)
         self._end_ms = round(config.end.timestamp() * 1000)
+        # Generated an hour at a time, or in shorter chunks when an hour at peak (~2.5x the average rate)
+        # would hold too many events. Derived from the config only, so output stays deterministic.
+        minutes = next(
+            (m for m in (60, 30, 20, 15, 10, 5, 2) if config.rate_per_minute * m * 2.5 <= _MAX_CHUNK_EVENTS),
+            1,
+        )
+        self._chunk_ms = minutes * _MINUTE_MS
         self._renderer = texts.TextRenderer()
         self._build_models()
         self._build_features()
@@ -535,7 +542,7 @@ class Simulation:
         n_min = -(-(t1 - t0) // _MINUTE_MS)
         m_start = t0 + np.arange(n_min, dtype=np.int64) * _MINUTE_MS
         span = np.minimum(_MINUTE_MS, t1 - m_start).astype(np.float64)
-        level = rng.lognormal(0.0, 0.06, len(self.config.apps))  # hour-to-hour wobble per app
+        level = rng.lognormal(0.0, 0.06, len(self.config.apps))  # chunk-to-chunk wobble per app
         times: list[F64] = []
         apps: list[I64] = []
         for a in range(len(self.config.apps)):
@@ -560,7 +567,7 @@ class Simulation:
         return out
 
     def _requests(self, k: int, t0: int, t1: int) -> tuple[_Rows, int]:
-        """The hour's requests expanded into their calls, with all random attributes drawn."""
+        """The chunk's requests expanded into their calls, with all random attributes drawn."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, k, _STREAM_BASE])
         t_root, app_root = self._arrivals(rng, t0, t1)
@@ -766,11 +773,11 @@ class Simulation:
         r.ttft = np.where(show_ttft, np.round(np.minimum(ttft * r.lat_mult, lat), 2), np.nan)
 
     def _chunk(self, k: int) -> _Rows:
-        t0 = self._start_ms + k * _CHUNK_MS
-        t1 = min(t0 + _CHUNK_MS, self._end_ms)
+        t0 = self._start_ms + k * self._chunk_ms
+        t1 = min(t0 + self._chunk_ms, self._end_ms)
         rows, n_req = self._requests(k, t0, t1)
         # Calls of a request can start up to minutes after it arrived; the slack lets an incident that begins
-        # just after this hour still act on them.
+        # just after this chunk still act on them.
         active = [
             i
             for i in range(len(self.incidents))
@@ -915,14 +922,14 @@ class Simulation:
     def events(self) -> Iterator[dict[str, Any]]:
         """All events in start_time order; stats are complete once the iterator is exhausted."""
         self.stats = SimulationStats()
-        n_chunks = -(-(self._end_ms - self._start_ms) // _CHUNK_MS)
+        n_chunks = -(-(self._end_ms - self._start_ms) // self._chunk_ms)
         carry: _Rows | None = None
         for k in range(n_chunks):
             rows = self._chunk(k)
             if carry is not None and len(carry):
                 rows = _Rows.concat([carry, rows])
             rows = rows.take(np.argsort(rows.t, kind="stable"))
-            t1 = min(self._start_ms + (k + 1) * _CHUNK_MS, self._end_ms)
+            t1 = min(self._start_ms + (k + 1) * self._chunk_ms, self._end_ms)
             cut = int(np.searchsorted(rows.t, t1, side="left"))
             carry = rows.take(slice(cut, None))
             yield from self._emit(rows.take(slice(0, cut)))
@@ -1109,31 +1116,9 @@ def ground_truth(config: SimulationConfig) -> list[dict[str, Any]]:
     ]
 
 
-def truth_document(config: SimulationConfig) -> dict[str, Any]:
-    """The ground-truth file: the run's parameters and its incidents."""
-    return {
-        "schema_version": 1,
-        "seed": config.seed,
-        "start": rfc3339(config.start),
-        "end": rfc3339(config.end),
-        "rate_per_minute": config.rate_per_minute,
-        "clean": config.clean or not config.resolved_incidents(),
-        "apps": [
-            {
-                "app": a.name,
-                "features": [
-                    {"feature": f.name, "models": list(f.models), "prompt_version": f.prompt_version}
-                    for f in a.features
-                ],
-            }
-            for a in config.apps
-        ],
-        "incidents": ground_truth(config),
-    }
-
-
 def load_ground_truth(path: Path) -> list[dict[str, Any]]:
-    doc = orjson.loads(path.read_bytes())
+    """Read a ground-truth file written by `write_simulation` (a JSON list, as `ground_truth` returns)."""
+    doc = orjson.loads(Path(path).read_bytes())
     incidents: list[dict[str, Any]] = doc["incidents"] if isinstance(doc, dict) else doc
     return incidents
 
@@ -1142,12 +1127,12 @@ def _open_events(path: Path) -> IO[bytes]:
     raw = path.open("wb")
     if path.suffix == ".gz":
         # mtime=0 and no file name in the header keep the .gz byte-identical across runs.
-        return cast(IO[bytes], gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0))
+        return cast(IO[bytes], gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=3, mtime=0))
     return raw
 
 
 def write_simulation(config: SimulationConfig, events_path: Path, truth_path: Path) -> SimulationSummary:
-    """Write events as NDJSON (gzip if the name ends in .gz) and the ground truth as JSON."""
+    """Write events as NDJSON (gzip if the name ends in .gz) and the ground truth as a JSON list."""
     events_path = Path(events_path)
     truth_path = Path(truth_path)
     events_path.parent.mkdir(parents=True, exist_ok=True)
@@ -1170,7 +1155,7 @@ def write_simulation(config: SimulationConfig, events_path: Path, truth_path: Pa
         fh.close()
         if isinstance(fh, gzip.GzipFile) and fh.fileobj is not None:
             fh.fileobj.close()
-    truth_path.write_bytes(orjson.dumps(truth_document(config), option=orjson.OPT_INDENT_2) + b"\n")
+    truth_path.write_bytes(orjson.dumps(ground_truth(config), option=orjson.OPT_INDENT_2) + b"\n")
     elapsed = time.perf_counter() - started
     st = sim.stats
     return SimulationSummary(

@@ -15,8 +15,8 @@ from collector.api.deps import ApiLimitsDep, IngestServiceDep
 from collector.events import TraceEvent
 from collector.inserter import InserterOverloaded, InserterStopped
 from collector.rows import Rejection
-from collector.service import IngestOutcome, IngestService
-from collector.validation import PayloadError, PayloadTooLarge, UnsupportedMediaType, gunzip_if_needed, iter_body
+from collector.validation import PayloadError, PayloadTooLarge, UnsupportedMediaType
+from collector.validation_pool import BodyRequest
 
 router = APIRouter(tags=["events"])
 
@@ -64,12 +64,6 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _ingest(service: IngestService, body: bytes, content_type: str | None, encoding: str | None,
-            max_bytes: int, request_id: str) -> IngestOutcome:
-    data = gunzip_if_needed(body, encoding, max_bytes=max_bytes)
-    return service.ingest(iter_body(data, content_type), source=SOURCE, source_ref=f"request {request_id}")
-
-
 @router.post(
     "/v1/events",
     response_model=IngestResponse,
@@ -87,8 +81,15 @@ async def post_events(request: Request, service: IngestServiceDep, limits: ApiLi
     content_type = request.headers.get("content-type")
     try:
         outcome = await run_in_threadpool(
-            _ingest, service, body, content_type, request.headers.get("content-encoding"),
-            limits.max_body_bytes, request_id,
+            service.ingest_body,
+            BodyRequest(
+                body=body,
+                content_type=content_type,
+                content_encoding=request.headers.get("content-encoding"),
+                max_bytes=limits.max_body_bytes,
+                source=SOURCE,
+                source_ref=f"request {request_id}",
+            ),
         )
     except PayloadTooLarge as exc:
         raise HTTPException(413, str(exc)) from None

@@ -1,0 +1,60 @@
+# llmpulse — the two commands a user needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv install demo test test-unit test-integration lint format bench schema clean
+
+help:
+	@echo "make demo   - create .venv, install, simulate a day of traffic with incidents, ingest it, print a summary"
+	@echo "make test   - install everything the tests need (incl. a real Kafka broker) and run lint + all tests"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - run the benchmarks in bench/ (results go to bench/RESULTS.md by hand)"
+
+include Makefile.kafka.mk
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall when the dependency list changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[dev,otel-tests]'
+	touch $(STAMP)
+
+venv install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/llmpulse demo --duration 1d
+
+schema: $(STAMP)
+	$(VENV)/bin/llmpulse schema --out docs/event-schema.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy collector analyzers alerts dashboards llmpulse
+
+# Real components are installed here, not assumed: a missing one fails the run.
+test-deps: $(STAMP) kafka-cache
+
+test: test-deps lint
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: test-deps
+	$(PY) -m pytest -q tests/integration tests/e2e
+
+bench: $(STAMP)
+	$(PY) bench/ingest_http.py
+	$(PY) bench/ingest_kafka.py
+	$(PY) bench/ingest_otlp.py
+
+clean:
+	rm -rf .llmpulse/sim .pytest_cache .mypy_cache .ruff_cache

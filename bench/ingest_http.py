@@ -1,0 +1,171 @@
+"""HTTP ingest throughput vs a raw clickhouse-connect insert of the same rows, in one run.
+
+    .venv/bin/python bench/ingest_http.py [--events 100000] [--batch 5000] [--clients 2]
+
+`llmpulse serve` runs as its own process on its own embedded store (chDB allows one data path per
+process); this process posts simulated traffic as NDJSON bodies and waits for each response, which the
+API only sends once the rows are durable. The baseline inserts the same rows, already validated and
+priced, into a second embedded store with plain `client.insert` (row-oriented, as most code does it) and
+with `column_oriented=True` (the fastest plain form); the ratio is taken against the faster of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collector.pricing import PriceCatalog  # noqa: E402
+from collector.rows import EVENT_COLUMNS, EventBatch  # noqa: E402
+from collector.validation import EventValidator, iter_ndjson  # noqa: E402
+from llmpulse.clickhouse import connect  # noqa: E402
+from llmpulse.migrate import Retention, migrate  # noqa: E402
+from llmpulse.simulate import SimulationConfig, generate  # noqa: E402
+
+
+def simulated_bodies(n_events: int, batch: int) -> tuple[list[bytes], int]:
+    config = SimulationConfig(
+        start=datetime(2026, 11, 1, tzinfo=UTC), duration=timedelta(days=3), seed=11, clean=True,
+        rate_per_minute=max(10.0, n_events / (3 * 1440) * 1.05),
+    )
+    lines: list[bytes] = []
+    for event in generate(config):
+        lines.append(orjson.dumps(event))
+        if len(lines) == n_events:
+            break
+    bodies = [b"\n".join(lines[i : i + batch]) + b"\n" for i in range(0, len(lines), batch)]
+    return bodies, len(lines)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_http(bodies: list[bytes], workdir: Path, clients: int, batch: int) -> float:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LLMPULSE_CLICKHOUSE_URL": f"chdb://{workdir / 'http-store'}",
+        "LLMPULSE_BATCH_MAX_ROWS": str(max(batch, 20_000)),  # the default; stated for the record
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llmpulse.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"llmpulse serve did not come up: {server.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        # Warm-up on a separate app so the timed run starts with loaded code paths and an open store.
+        warm = b'{"event_id":"warm-1","app":"warmup","model":"gpt-4o","start_time":0,"latency_ms":1}\n'
+        httpx.post(f"{base}/v1/events", content=warm, headers={"content-type": "application/x-ndjson"})
+
+        accepted = 0
+        lock = threading.Lock()
+        queue = list(bodies)
+
+        def worker() -> None:
+            nonlocal accepted
+            with httpx.Client(timeout=120) as client:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        body = queue.pop(0)
+                    response = client.post(f"{base}/v1/events", content=body,
+                                           headers={"content-type": "application/x-ndjson"})
+                    response.raise_for_status()
+                    with lock:
+                        accepted += response.json()["accepted"]
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        expected = sum(body.count(b"\n") for body in bodies)
+        if accepted != expected:
+            raise RuntimeError(f"accepted {accepted} of {expected}")
+        return elapsed
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def run_raw(bodies: list[bytes], workdir: Path) -> tuple[float, float]:
+    client = connect(f"chdb://{workdir / 'raw-store'}")
+    migrate(client, Retention(90, 30, 30))
+    validator = EventValidator(prices=PriceCatalog())
+    batches: list[EventBatch] = [
+        validator.validate(iter_ndjson(body), source="bench", source_ref="bench").batch for body in bodies
+    ]
+    row_batches = [list(zip(*b.columns, strict=True)) for b in batches]
+    columns = list(EVENT_COLUMNS)
+    client.insert("events", row_batches[0][:10], column_names=columns)  # warm-up
+    client.command("TRUNCATE TABLE events")
+
+    started = time.perf_counter()
+    for rows in row_batches:
+        client.insert("events", rows, column_names=columns)
+    rows_s = time.perf_counter() - started
+    client.command("TRUNCATE TABLE events")
+
+    started = time.perf_counter()
+    for b in batches:
+        client.insert("events", b.columns, column_names=columns, column_oriented=True)
+    cols_s = time.perf_counter() - started
+    return rows_s, cols_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="events per HTTP request and per raw insert")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent HTTP clients")
+    args = parser.parse_args()
+
+    bodies, n = simulated_bodies(args.events, args.batch)
+    mib = sum(len(b) for b in bodies) / 2**20
+    print(f"workload: {n:,} simulated events with texts ({mib:,.0f} MiB NDJSON), {len(bodies)} bodies of "
+          f"{args.batch:,}, {args.clients} concurrent clients, machine: {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory(prefix="llmpulse-bench-") as tmp:
+        workdir = Path(tmp)
+        http_s = run_http(bodies, workdir, args.clients, args.batch)
+        rows_s, cols_s = run_raw(bodies, workdir)
+    http_rate, rows_rate, cols_rate = n / http_s, n / rows_s, n / cols_s
+    best = max(rows_rate, cols_rate)
+    print(f"{'path':<58}{'events/s':>12}{'seconds':>10}")
+    print(f"{'HTTP POST /v1/events (validate, price, dedup, insert, ack)':<58}{http_rate:>12,.0f}{http_s:>10.2f}")
+    print(f"{'raw clickhouse-connect insert, row-oriented':<58}{rows_rate:>12,.0f}{rows_s:>10.2f}")
+    print(f"{'raw clickhouse-connect insert, column-oriented':<58}{cols_rate:>12,.0f}{cols_s:>10.2f}")
+    print(f"ratio HTTP / best raw insert: {http_rate / best:.2f}  (target >= 0.50)")
+    print(f"HTTP events/s: {http_rate:,.0f}  (target >= 20,000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Validation in worker processes, so one API process uses more than one core.
+
+Validating and pricing an event is pure Python and holds the GIL; the ClickHouse insert (Arrow, parsed
+natively) does not. Moving validation to worker processes lets the API process spend its GIL on HTTP
+and the store, while workers return ready Arrow tables (IPC bytes: cheap to pass, zero-copy to read).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from collector.pricing import PriceCatalog, PriceOverride
+from collector.rows import EventBatch, Rejection
+from collector.validation import EventValidator, IngestLimits, ValidationResult, gunzip_if_needed, iter_body
+
+_worker_validator: EventValidator | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BodyRequest:
+    body: bytes
+    content_type: str | None
+    content_encoding: str | None
+    max_bytes: int
+    source: str
+    source_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class _PooledResult:
+    arrow_ipc: bytes
+    rejections: list[Rejection]
+    unpriced: int
+
+
+def validate_body(validator: EventValidator, request: BodyRequest) -> ValidationResult:
+    """Decode (gzip, JSON/NDJSON) and validate one request body; raises PayloadError for unusable bodies."""
+    data = gunzip_if_needed(request.body, request.content_encoding, max_bytes=request.max_bytes)
+    return validator.validate(iter_body(data, request.content_type), source=request.source, source_ref=request.source_ref)
+
+
+def _init_worker(limits: IngestLimits, overrides: Sequence[PriceOverride]) -> None:
+    global _worker_validator
+    _worker_validator = EventValidator(prices=PriceCatalog(overrides), limits=limits)
+
+
+def _validate_in_worker(request: BodyRequest) -> _PooledResult:
+    assert _worker_validator is not None, "worker not initialised"
+    result = validate_body(_worker_validator, request)
+    table = result.batch.to_arrow()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return _PooledResult(sink.getvalue().to_pybytes(), result.rejections, result.unpriced)
+
+
+def _warm(_: int) -> int:
+    return 0
+
+
+class ValidationPool:
+    """A fixed pool of validator processes with explicit start/stop."""
+
+    def __init__(self, *, processes: int, limits: IngestLimits, overrides: Sequence[PriceOverride] = ()) -> None:
+        self._processes = processes
+        self._limits = limits
+        self._overrides = list(overrides)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self._executor is not None:
+            return
+        # spawn, not fork: the parent may already run chDB and other threads, which fork would copy half-way.
+        self._executor = ProcessPoolExecutor(
+            max_workers=self._processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._limits, self._overrides),
+        )
+        for future in [self._executor.submit(_warm, i) for i in range(self._processes)]:
+            future.result()
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def submit(self, request: BodyRequest) -> Future[_PooledResult]:
+        if self._executor is None:
+            raise RuntimeError("validation pool is not started")
+        return self._executor.submit(_validate_in_worker, request)
+
+    def validate(self, request: BodyRequest) -> ValidationResult:
+        pooled = self.submit(request).result()
+        table = pa.ipc.open_stream(pooled.arrow_ipc).read_all()
+        return ValidationResult(batch=EventBatch.from_arrow(table), rejections=pooled.rejections, unpriced=pooled.unpriced)
