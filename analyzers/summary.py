@@ -115,8 +115,9 @@ def summarize(client: Client) -> StoreSummary:
         for p, m, n, priced, cost, per in client.query(_COST_SQL).result_rows
     ]
     latencies = [
-        ModelLatency(p, m, int(n), float(q[0]), float(q[1]), float(q[2]),
-                     float(ttft) if with_ttft else None, float(err))
+        ModelLatency(
+            p, m, int(n), float(q[0]), float(q[1]), float(q[2]), float(ttft) if with_ttft else None, float(err)
+        )
         for p, m, n, q, ttft, with_ttft, err in client.query(_LATENCY_SQL).result_rows
     ]
     return StoreSummary(totals, costs, latencies)

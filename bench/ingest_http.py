@@ -38,7 +38,10 @@ from llmpulse.simulate import SimulationConfig, generate  # noqa: E402
 
 def simulated_bodies(n_events: int, batch: int) -> tuple[list[bytes], int]:
     config = SimulationConfig(
-        start=datetime(2026, 11, 1, tzinfo=UTC), duration=timedelta(days=3), seed=11, clean=True,
+        start=datetime(2026, 11, 1, tzinfo=UTC),
+        duration=timedelta(days=3),
+        seed=11,
+        clean=True,
         rate_per_minute=max(10.0, n_events / (3 * 1440) * 1.05),
     )
     lines: list[bytes] = []
@@ -65,7 +68,10 @@ def run_http(bodies: list[bytes], workdir: Path, clients: int, batch: int) -> fl
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "llmpulse.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=workdir,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -95,8 +101,9 @@ def run_http(bodies: list[bytes], workdir: Path, clients: int, batch: int) -> fl
                         if not queue:
                             return
                         body = queue.pop(0)
-                    response = client.post(f"{base}/v1/events", content=body,
-                                           headers={"content-type": "application/x-ndjson"})
+                    response = client.post(
+                        f"{base}/v1/events", content=body, headers={"content-type": "application/x-ndjson"}
+                    )
                     response.raise_for_status()
                     with lock:
                         accepted += response.json()["accepted"]
@@ -151,8 +158,10 @@ def main() -> None:
 
     bodies, n = simulated_bodies(args.events, args.batch)
     mib = sum(len(b) for b in bodies) / 2**20
-    print(f"workload: {n:,} simulated events with texts ({mib:,.0f} MiB NDJSON), {len(bodies)} bodies of "
-          f"{args.batch:,}, {args.clients} concurrent clients, machine: {os.cpu_count()} cores")
+    print(
+        f"workload: {n:,} simulated events with texts ({mib:,.0f} MiB NDJSON), {len(bodies)} bodies of "
+        f"{args.batch:,}, {args.clients} concurrent clients, machine: {os.cpu_count()} cores"
+    )
     with tempfile.TemporaryDirectory(prefix="llmpulse-bench-") as tmp:
         workdir = Path(tmp)
         http_s = run_http(bodies, workdir, args.clients, args.batch)

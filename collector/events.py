@@ -102,9 +102,7 @@ class TraceEvent(BaseModel):
         json_schema_extra={"$id": SCHEMA_ID},
     )
 
-    event_id: Annotated[
-        str, Field(min_length=1, max_length=256, description="Client-generated idempotency key.")
-    ]
+    event_id: Annotated[str, Field(min_length=1, max_length=256, description="Client-generated idempotency key.")]
     app: Annotated[str, Field(min_length=1, max_length=128, description="Application name.")]
     model: Annotated[str, Field(min_length=1, max_length=256, description="Requested model.")]
     start_time: Annotated[

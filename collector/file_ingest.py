@@ -40,7 +40,7 @@ def _open(path: str, stdin: BinaryIO) -> tuple[BinaryIO, int]:
     else:
         raw = Path(path).open("rb")  # noqa: SIM115 -- closed by the caller
         size = Path(path).stat().st_size
-    buffered = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
     if buffered.peek(2)[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=buffered), size  # type: ignore[return-value]
     return buffered, size

@@ -16,23 +16,35 @@ class IngestMetrics:
             "llmpulse_events_accepted", "Events that passed validation.", ["source"], registry=self.registry
         )
         self.events_rejected = Counter(
-            "llmpulse_events_rejected", "Items rejected and kept in rejected_events.", ["source"], registry=self.registry
-        )
-        self.events_unpriced = Counter(
-            "llmpulse_events_unpriced", "Accepted events whose model has no known price.", ["source"],
+            "llmpulse_events_rejected",
+            "Items rejected and kept in rejected_events.",
+            ["source"],
             registry=self.registry,
         )
-        self.events_stored = Counter("llmpulse_events_stored", "Events inserted into ClickHouse.", registry=self.registry)
+        self.events_unpriced = Counter(
+            "llmpulse_events_unpriced",
+            "Accepted events whose model has no known price.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.events_stored = Counter(
+            "llmpulse_events_stored", "Events inserted into ClickHouse.", registry=self.registry
+        )
         self.events_duplicate = Counter(
-            "llmpulse_events_duplicate", "Events dropped because their event_id was already stored.",
+            "llmpulse_events_duplicate",
+            "Events dropped because their event_id was already stored.",
             registry=self.registry,
         )
         self.insert_seconds = Histogram(
-            "llmpulse_insert_duration_seconds", "Duration of one ClickHouse insert attempt.",
-            buckets=INSERT_SECONDS_BUCKETS, registry=self.registry,
+            "llmpulse_insert_duration_seconds",
+            "Duration of one ClickHouse insert attempt.",
+            buckets=INSERT_SECONDS_BUCKETS,
+            registry=self.registry,
         )
         self.batch_rows = Histogram(
-            "llmpulse_insert_batch_rows", "Rows per ClickHouse insert.", buckets=BATCH_ROWS_BUCKETS,
+            "llmpulse_insert_batch_rows",
+            "Rows per ClickHouse insert.",
+            buckets=BATCH_ROWS_BUCKETS,
             registry=self.registry,
         )
         self.insert_failures = Counter(
@@ -44,5 +56,6 @@ class IngestMetrics:
         self.otlp_spans_skipped = Counter(
             "llmpulse_otlp_spans_skipped",
             "OTLP spans that are not LLM, tool, retrieval or agent spans: accepted, not stored.",
-            ["source"], registry=self.registry,
+            ["source"],
+            registry=self.registry,
         )

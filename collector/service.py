@@ -56,10 +56,7 @@ class IngestService:
 
     def ingest_body(self, request: BodyRequest) -> IngestOutcome:
         """A whole request body (gzip, JSON or NDJSON); raises PayloadError when it is unusable as a whole."""
-        if self.pool is not None:
-            result = self.pool.validate(request)
-        else:
-            result = validate_body(self.validator, request)
+        result = self.pool.validate(request) if self.pool is not None else validate_body(self.validator, request)
         return self._submit(result, request.source)
 
     def reject_whole(self, rejection: Rejection) -> Future[WriteResult]:

@@ -13,7 +13,6 @@ from clickhouse_connect.driver.client import Client
 
 from collector.rows import REJECTION_COLUMNS, EventBatch, Rejection
 
-
 _LOOKUP_CHUNK = 5_000
 
 

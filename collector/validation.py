@@ -125,8 +125,7 @@ def iter_body(data: bytes, content_type: str | None) -> Iterator[RawItem]:
             return iter_ndjson(data)
         return iter_json_document(data)
     raise UnsupportedMediaType(
-        f"unsupported Content-Type {content_type!r}: send application/json (array or object) "
-        "or application/x-ndjson"
+        f"unsupported Content-Type {content_type!r}: send application/json (array or object) or application/x-ndjson"
     )
 
 
@@ -233,9 +232,7 @@ class EventValidator:
         except TypeError:
             return repr(item.value).encode()
 
-    def _validate_one(
-        self, item: RawItem, *, source: str, ingested_at: datetime
-    ) -> str | tuple[tuple[Any, ...], bool]:
+    def _validate_one(self, item: RawItem, *, source: str, ingested_at: datetime) -> str | tuple[tuple[Any, ...], bool]:
         if item.decode_error is not None:
             return item.decode_error
         value = item.value

@@ -41,7 +41,9 @@ class _PooledResult:
 def validate_body(validator: EventValidator, request: BodyRequest) -> ValidationResult:
     """Decode (gzip, JSON/NDJSON) and validate one request body; raises PayloadError for unusable bodies."""
     data = gunzip_if_needed(request.body, request.content_encoding, max_bytes=request.max_bytes)
-    return validator.validate(iter_body(data, request.content_type), source=request.source, source_ref=request.source_ref)
+    return validator.validate(
+        iter_body(data, request.content_type), source=request.source, source_ref=request.source_ref
+    )
 
 
 def _init_worker(limits: IngestLimits, overrides: Sequence[PriceOverride]) -> None:
@@ -98,4 +100,6 @@ class ValidationPool:
     def validate(self, request: BodyRequest) -> ValidationResult:
         pooled = self.submit(request).result()
         table = pa.ipc.open_stream(pooled.arrow_ipc).read_all()
-        return ValidationResult(batch=EventBatch.from_arrow(table), rejections=pooled.rejections, unpriced=pooled.unpriced)
+        return ValidationResult(
+            batch=EventBatch.from_arrow(table), rejections=pooled.rejections, unpriced=pooled.unpriced
+        )

@@ -53,9 +53,7 @@ def load_migrations() -> list[Migration]:
         match = _MIGRATION_NAME.match(entry.name)
         if not match:
             continue
-        migrations.append(
-            Migration(int(match.group(1)), match.group(2), split_statements(entry.read_text("utf-8")))
-        )
+        migrations.append(Migration(int(match.group(1)), match.group(2), split_statements(entry.read_text("utf-8"))))
     migrations.sort(key=lambda m: m.version)
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):

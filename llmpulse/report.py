@@ -26,15 +26,27 @@ def print_summary(console: Console, summary: StoreSummary) -> None:
     cost = Table(title="Cost per request by model")
     for column in ("provider", "model", "requests", "total", "per request"):
         cost.add_column(column, justify="right" if column in ("requests", "total", "per request") else "left")
-    for row in summary.cost_by_model:
-        cost.add_row(row.provider or "-", row.model, f"{row.requests:,}", _usd(row.cost_usd, 2),
-                     _usd(row.cost_per_request_usd, 5))
+    for cost_row in summary.cost_by_model:
+        cost.add_row(
+            cost_row.provider or "-",
+            cost_row.model,
+            f"{cost_row.requests:,}",
+            _usd(cost_row.cost_usd, 2),
+            _usd(cost_row.cost_per_request_usd, 5),
+        )
     console.print(cost)
     latency = Table(title="Latency by model (ms)")
     for column in ("provider", "model", "requests", "p50", "p95", "p99", "TTFT p95", "errors"):
         latency.add_column(column, justify="left" if column in ("provider", "model") else "right")
     for row in summary.latency_by_model:
-        latency.add_row(row.provider or "-", row.model, f"{row.requests:,}", f"{row.p50_ms:,.0f}",
-                        f"{row.p95_ms:,.0f}", f"{row.p99_ms:,.0f}",
-                        "-" if row.ttft_p95_ms is None else f"{row.ttft_p95_ms:,.0f}", f"{row.error_ratio:.2%}")
+        latency.add_row(
+            row.provider or "-",
+            row.model,
+            f"{row.requests:,}",
+            f"{row.p50_ms:,.0f}",
+            f"{row.p95_ms:,.0f}",
+            f"{row.p99_ms:,.0f}",
+            "-" if row.ttft_p95_ms is None else f"{row.ttft_p95_ms:,.0f}",
+            f"{row.error_ratio:.2%}",
+        )
     console.print(latency)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from clickhouse_connect.driver.client import Client
@@ -18,6 +19,12 @@ from collector.validation_pool import ValidationPool
 from llmpulse.clickhouse import connect
 from llmpulse.migrate import Retention, migrate
 from llmpulse.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from collector.kafka.consumer import KafkaCollector
+    from collector.store import EventSink
 
 
 class ConfigError(ValueError):
@@ -74,3 +81,66 @@ def build_ingest_service(
         metrics=metrics,
     )
     return IngestService(validator=validator, inserter=inserter, metrics=metrics, pool=pool)
+
+
+def build_kafka_collector(
+    settings: Settings,
+    client: Client,
+    *,
+    registry: CollectorRegistry | None = None,
+    sink: EventSink | None = None,
+) -> KafkaCollector:
+    """The Kafka consumer-group member (`llmpulse collect`, `llmpulse serve --kafka`).
+
+    `registry`: where its metrics go (the API's registry when it runs inside `serve`); `sink`: a
+    replacement store (tests wrap the real one to inject faults).
+    """
+    from collector.kafka.consumer import KafkaCollector, KafkaConsumerConfig, build_consumer
+    from collector.kafka.dead_letter import build_dead_letter_producer
+    from collector.kafka.decoders import default_decoders
+    from collector.kafka.metrics import KafkaMetrics
+
+    decoders = default_decoders(settings.kafka_topic_encodings)
+    consumer = build_consumer(
+        KafkaConsumerConfig(
+            bootstrap=settings.kafka_bootstrap,
+            group_id=settings.kafka_group_id,
+            client_id=settings.kafka_client_id,
+            group_instance_id=settings.kafka_group_instance_id,
+            auto_offset_reset=settings.kafka_auto_offset_reset,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+            max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
+            check_crcs=settings.kafka_check_crcs,
+        )
+    )
+    dead_letters = build_dead_letter_producer(
+        settings.kafka_bootstrap,
+        settings.kafka_dead_letter_topic,
+        client_id=settings.kafka_client_id,
+        max_message_bytes=settings.kafka_dead_letter_max_message_bytes,
+    )
+    validator = EventValidator(
+        prices=build_price_catalog(settings),
+        limits=IngestLimits(max_text_bytes=settings.max_text_bytes, max_event_bytes=settings.max_event_bytes),
+    )
+    return KafkaCollector(
+        consumer,
+        topics=settings.kafka_topics,
+        validator=validator,
+        sink=sink or ClickHouseEventStore(client),
+        dead_letters=dead_letters,
+        decoders=decoders,
+        metrics=KafkaMetrics(registry),
+        batch_max_messages=settings.kafka_batch_max_messages,
+        batch_max_bytes=settings.kafka_batch_max_bytes,
+        batch_max_seconds=settings.kafka_batch_max_seconds,
+        poll_timeout_ms=settings.kafka_poll_timeout_ms,
+        max_poll_records=settings.kafka_max_poll_records,
+        max_in_flight_batches=settings.kafka_max_in_flight_batches,
+        retry_backoff_s=settings.kafka_retry_backoff_s,
+        retry_backoff_max_s=settings.kafka_retry_backoff_max_s,
+        revoke_timeout_s=settings.kafka_revoke_timeout_s,
+        shutdown_timeout_s=settings.kafka_shutdown_timeout_s,
+    )

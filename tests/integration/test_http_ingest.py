@@ -16,20 +16,32 @@ from collector.metrics import IngestMetrics
 from collector.pricing import PriceCatalog
 from collector.service import IngestService
 from collector.store import ClickHouseEventStore
-from collector.validation import EventValidator
+from collector.validation import EventValidator, IngestLimits
+from collector.validation_pool import ValidationPool
 from tests.support.events import make_event
 
 
-@pytest.fixture()
-def api(store_client: Client) -> Iterator[TestClient]:
+def _api(store_client: Client, pool: ValidationPool | None) -> Iterator[TestClient]:
     metrics = IngestMetrics()
     service = IngestService(
         validator=EventValidator(prices=PriceCatalog()),
         inserter=BulkInserter(ClickHouseEventStore(store_client), max_rows=5_000, max_delay_s=0.05, metrics=metrics),
         metrics=metrics,
+        pool=pool,
     )
     with TestClient(create_app(service, max_body_bytes=8 * 1024 * 1024)) as client:
         yield client
+
+
+@pytest.fixture()
+def api(store_client: Client) -> Iterator[TestClient]:
+    yield from _api(store_client, None)
+
+
+@pytest.fixture()
+def pooled_api(store_client: Client) -> Iterator[TestClient]:
+    """The production configuration: request bodies validated in a worker process."""
+    yield from _api(store_client, ValidationPool(processes=1, limits=IngestLimits()))
 
 
 def _ndjson(lines: list[bytes]) -> bytes:
@@ -147,3 +159,19 @@ def test_metrics_and_health(api: TestClient) -> None:
     assert "llmpulse_insert_duration_seconds_bucket" in text
     assert api.get("/docs").status_code == 200
     assert "TraceEvent" in api.get("/openapi.json").json()["components"]["schemas"]
+
+
+def test_worker_process_validation_behaves_the_same(pooled_api: TestClient, store_client: Client) -> None:
+    response = pooled_api.post("/v1/events", content=_mixed_batch(), headers={"content-type": "application/x-ndjson"})
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (5, 4)
+    assert "missing required field `model`" in body["errors"][0]["reason"]
+    batch = orjson.dumps([make_event(i) for i in range(100)])
+    for _ in range(3):
+        pooled_api.post("/v1/events", content=batch, headers={"content-type": "application/json"})
+    assert _totals(store_client)[0] == 100
+    stored = store_client.query(
+        "SELECT start_time, latency_ms, metadata, input_text FROM events WHERE event_id = 'evt-000007'"
+    ).result_rows[0]
+    assert stored[0].isoformat().startswith("2026-11-20T10:00:07")
+    assert stored[1] == 807.0 and stored[3] == "How do I reset my password?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -12,7 +13,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from collector.api.deps import ApiLimitsDep, IngestServiceDep
-from collector.events import TraceEvent
 from collector.inserter import InserterOverloaded, InserterStopped
 from collector.rows import Rejection
 from collector.validation import PayloadError, PayloadTooLarge, UnsupportedMediaType
@@ -53,7 +53,9 @@ _REQUEST_BODY: dict[str, Any] = {
 async def _read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(413, f"body of {declared} bytes exceeds the {max_bytes}-byte limit (LLMPULSE_MAX_BODY_BYTES)")
+        raise HTTPException(
+            413, f"body of {declared} bytes exceeds the {max_bytes}-byte limit (LLMPULSE_MAX_BODY_BYTES)"
+        )
     chunks = []
     size = 0
     async for chunk in request.stream():
@@ -97,12 +99,9 @@ async def post_events(request: Request, service: IngestServiceDep, limits: ApiLi
         raise HTTPException(415, str(exc)) from None
     except PayloadError as exc:
         # Unreadable as a whole: keep the bytes so the sender's data can still be recovered.
-        try:
-            await asyncio.wrap_future(service.reject_whole(
-                Rejection(index=-1, reason=str(exc), payload=body, source=SOURCE, source_ref=f"request {request_id}")
-            ))
-        except (InserterOverloaded, InserterStopped):
-            pass
+        kept = Rejection(index=-1, reason=str(exc), payload=body, source=SOURCE, source_ref=f"request {request_id}")
+        with contextlib.suppress(InserterOverloaded, InserterStopped):
+            await asyncio.wrap_future(service.reject_whole(kept))
         raise HTTPException(400, str(exc)) from None
     except InserterOverloaded as exc:
         raise HTTPException(503, f"ingest is overloaded, retry later: {exc}", headers={"Retry-After": "1"}) from None
@@ -112,7 +111,8 @@ async def post_events(request: Request, service: IngestServiceDep, limits: ApiLi
         written = await asyncio.wrap_future(outcome.written)
     except Exception as exc:
         raise HTTPException(
-            503, f"the store did not accept the batch, nothing from this request was stored: {exc}",
+            503,
+            f"the store did not accept the batch, nothing from this request was stored: {exc}",
             headers={"Retry-After": "5"},
         ) from None
     validation = outcome.validation
