@@ -175,3 +175,12 @@ def test_worker_process_validation_behaves_the_same(pooled_api: TestClient, stor
     ).result_rows[0]
     assert stored[0].isoformat().startswith("2026-11-20T10:00:07")
     assert stored[1] == 807.0 and stored[3] == "How do I reset my password?"
+
+
+def test_event_ids_with_quotes_and_backslashes_are_still_deduplicated(api: TestClient, store_client: Client) -> None:
+    odd_ids = ["it's", "back\\slash", "quote\\'mix", "ünïcødé-✓", "tab\there", "semi;colon) OR 1=1 --"]
+    batch = orjson.dumps([make_event(i, event_id=odd) for i, odd in enumerate(odd_ids)])
+    assert api.post("/v1/events", content=batch).json()["duplicates"] == 0
+    assert api.post("/v1/events", content=batch).json()["duplicates"] == len(odd_ids)
+    stored = {r[0] for r in store_client.query("SELECT event_id FROM events").result_rows}
+    assert stored == set(odd_ids)
