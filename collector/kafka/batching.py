@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from collector.kafka.dead_letter import DeadLetter
 from collector.kafka.decoders import TopicDecoders, UndecodableMessage
@@ -105,7 +105,8 @@ class PreparedBatch:
         digest = hashlib.blake2b(digest_size=16)
         for (topic, partition), (first, last) in sorted(self.ranges.items()):
             digest.update(f"{topic}\x00{partition}\x00{first}\x00{last}\x01".encode())
-        for event_id in self.rows.event_ids:
+        # Sorted: polls interleave partitions differently from one delivery to the next.
+        for event_id in sorted(self.rows.event_ids):
             digest.update(event_id.encode())
             digest.update(b"\x00")
         return f"kafka-{digest.hexdigest()}"
@@ -131,8 +132,11 @@ class BatchPreparer:
             key = (record.topic, record.partition)
             offset = record.offset
             first_last = ranges.get(key)
-            ranges[key] = (offset, offset) if first_last is None else (min(first_last[0], offset), offset)
-            next_offsets[key] = offset + 1
+            if first_last is None:
+                ranges[key] = (offset, offset)
+            else:
+                ranges[key] = (min(first_last[0], offset), max(first_last[1], offset))
+            next_offsets[key] = max(next_offsets.get(key, 0), offset + 1)
             message_first_item.append(len(items))
             value = record.value
             if value is None:
@@ -196,7 +200,7 @@ def _dead_letter(record: Record, rejections: Sequence[Rejection]) -> DeadLetter:
     reasons = "; ".join(r.reason for r in rejections[:5])
     if len(rejections) > 5:
         reasons += f"; and {len(rejections) - 5} more"
-    headers: Mapping[str, Any] | Sequence[tuple[str, bytes]] = record.headers or ()
+    headers: Sequence[tuple[str, bytes]] = record.headers or ()
     return DeadLetter(
         value=record.value or b"",
         key=record.key,
