@@ -15,8 +15,12 @@ help:
 	@echo "make test   - install everything the tests need (incl. a real Kafka broker) and run lint + all tests"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - run the benchmarks in bench/ (results go to bench/RESULTS.md by hand)"
+	@echo "make dashboards - regenerate the Grafana dashboard JSON from dashboards/catalog.py"
 
 include Makefile.kafka.mk
+include Makefile.alertmanager.mk
+include Makefile.chromium.mk
+include Makefile.dashboards.mk
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy collector analyzers alerts dashboards llmpulse
 
 # Real components are installed here, not assumed: a missing one fails the run.
-test-deps: $(STAMP) kafka-cache
+test-deps: $(STAMP) kafka-cache alertmanager-deps chromium-deps
 
 test: test-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15
