@@ -55,18 +55,25 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (LLMPULSE_HTTP_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (LLMPULSE_HTTP_PORT).")] = None,
+    kafka: Annotated[
+        bool, typer.Option("--kafka/--no-kafka", help="Also consume the Kafka topics (like `collect`).")
+    ] = False,
+    analyzers: Annotated[
+        bool | None,
+        typer.Option("--analyzers/--no-analyzers", help="Run the analyzer scheduler (LLMPULSE_ANALYZERS_ENABLED)."),
+    ] = None,
 ) -> None:
-    """Run the HTTP API (POST /v1/events, /healthz, /metrics, /docs) on the configured store."""
+    """Run the API (events, OTLP, findings, /healthz, /metrics, /docs), the analyzers and alert delivery."""
     import uvicorn
 
-    from collector.api.app import create_app
-    from llmpulse.runtime import build_ingest_service, open_store
+    from llmpulse.runtime import open_store
+    from llmpulse.server import build_server_app
 
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     client = open_store(settings)
-    service = build_ingest_service(settings, client, worker_processes=settings.ingest_workers)
-    api = create_app(service, max_body_bytes=settings.max_body_bytes)
+    run_analyzers = settings.analyzers_enabled if analyzers is None else analyzers
+    api = build_server_app(settings, client, kafka=kafka, analyzers=run_analyzers)
     uvicorn.run(api, host=host or settings.http_host, port=port or settings.http_port, log_level="info")
 
 
@@ -262,14 +269,68 @@ def demo(
     console.rule("[bold]3. what the store holds")
     print_summary(console, summarize(client))
     truth_items = orjson.loads(truth_path.read_bytes())
-    if truth_items:
-        table = Table(title="Incidents injected (ground truth; detection arrives with the analyzers)")
-        for column in ("kind", "start", "end", "labels", "expected alert"):
-            table.add_column(column)
-        for item in truth_items:
-            labels = ", ".join(f"{k}={v}" for k, v in item.get("labels", {}).items())
-            table.add_row(item["kind"], item["start"][11:16], item["end"][11:16], labels, item.get("expected_alertname", ""))
-        console.print(table)
+    console.rule("[bold]4. what the analyzers detect (a backtest over the simulated span, every 5 minutes)")
+    from analyzers.backtest import run_backtest
+    from analyzers.registry import build_analyzers
+    from analyzers.scheduler import dashboard_base_url, rules_from_settings
+    from analyzers.scoring import print_score, score, traffic_slices
+
+    started = time.perf_counter()
+    result = run_backtest(client, build_analyzers(settings, plugins=settings.analyzers_plugins),
+                          rules_from_settings(settings), begin, begin + span, timedelta(minutes=5),
+                          dashboard_base_url=dashboard_base_url(settings))
+    console.print(f"{len(result.episodes)} firing episode(s) in {result.steps} replayed runs, "
+                  f"{time.perf_counter() - started:.1f}s (same analyzers as `llmpulse serve`; "
+                  f"`llmpulse backtest --format json` prints them)")
+    print_score(console, score(result.episodes, truth_items, traffic_slices(config.apps, config.models)),
+                title="Detected vs injected (ground truth from the simulator)")
+
+
+@app.command()
+def collect(
+    topic: Annotated[list[str] | None, typer.Option("--topic", "-t", help="Topic(s) (LLMPULSE_KAFKA_TOPICS).")] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="Brokers host:port,... (LLMPULSE_KAFKA_BOOTSTRAP).")] = None,
+    group_id: Annotated[str | None, typer.Option(help="Consumer group (LLMPULSE_KAFKA_GROUP_ID).")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port (LLMPULSE_KAFKA_METRICS_PORT).")
+    ] = None,
+) -> None:
+    """Consume trace events from Kafka into the store until SIGTERM/SIGINT (then flush, commit, leave)."""
+    import signal
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from llmpulse.runtime import build_kafka_collector, open_store
+
+    settings = _settings()
+    overrides: dict[str, object] = {}
+    if topic:
+        overrides["kafka_topics"] = [t for value in topic for t in value.split(",") if t]
+    if bootstrap:
+        overrides["kafka_bootstrap"] = bootstrap
+    if group_id:
+        overrides["kafka_group_id"] = group_id
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    registry = CollectorRegistry()
+    collector = build_kafka_collector(settings, open_store(settings), registry=registry)
+    port = metrics_port if metrics_port is not None else settings.kafka_metrics_port
+    if port is not None:
+        start_http_server(port, registry=registry)
+        err_console.print(f"metrics on http://0.0.0.0:{port}/metrics")
+
+    def stop(signum: int, _frame: object) -> None:
+        logging.getLogger("llmpulse.collect").info("signal %d: stopping", signum)
+        collector.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    err_console.print(
+        f"consuming {', '.join(settings.kafka_topics)} from {settings.kafka_bootstrap} "
+        f"as group {settings.kafka_group_id} into {settings.clickhouse_url}"
+    )
+    collector.run()
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from collector.api.deps import ApiLimits
 from collector.api.routers import events, health, otlp
@@ -13,13 +14,35 @@ from collector.events import TraceEvent
 from collector.service import IngestService
 
 
-def create_app(service: IngestService, *, max_body_bytes: int = 64 * 1024 * 1024) -> FastAPI:
+class Component(Protocol):
+    """Something that runs beside the API for the app's lifetime (scheduler, consumer, alert delivery)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def create_app(
+    service: IngestService,
+    *,
+    max_body_bytes: int = 64 * 1024 * 1024,
+    routers: Sequence[APIRouter] = (),
+    components: Sequence[Component] = (),
+) -> FastAPI:
+    """The API over `service`; `routers` and `components` come from downstream steps, wired by the caller."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start()
+        started: list[Component] = []
         try:
+            for component in components:
+                component.start()
+                started.append(component)
             yield
         finally:
+            for component in reversed(started):
+                component.stop()
             service.stop()
 
     app = FastAPI(
@@ -33,6 +56,8 @@ def create_app(service: IngestService, *, max_body_bytes: int = 64 * 1024 * 1024
     app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(otlp.router)
+    for router in routers:
+        app.include_router(router)
 
     original_openapi = app.openapi
 
