@@ -97,16 +97,17 @@ class EventBatch:
         self.rows.append(row)
 
     def extend(self, other: EventBatch) -> None:
-        if self.rows and other.tables:
-            # Keep submission order intact: positions in the merged batch must follow the parts' order.
+        if not (self.tables or other.tables):
+            self.rows.extend(other.rows)
+            return
+        # Once Arrow is involved everything becomes Arrow, in order: positions in the merged batch must
+        # follow the parts' order, since results are mapped back to submissions by position.
+        if self.rows:
             self.tables.append(rows_to_arrow(self.rows))
             self.rows = []
-        if self.tables:
-            self.tables.extend(other.tables)
-            if other.rows:
-                self.tables.append(rows_to_arrow(other.rows))
-        else:
-            self.rows.extend(other.rows)
+        self.tables.extend(other.tables)
+        if other.rows:
+            self.tables.append(rows_to_arrow(other.rows))
 
     @property
     def columns(self) -> list[list[Any]]:
