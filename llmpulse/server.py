@@ -17,6 +17,7 @@ from analyzers.api import findings_router
 from analyzers.engine import ClickHouseFindingStore
 from analyzers.scheduler import AnalyzerScheduler
 from collector.api.app import Component, create_app
+from collector.otlp.mapping import OtlpOptions
 from llmpulse.runtime import build_ingest_service, build_kafka_collector
 from llmpulse.settings import Settings
 
@@ -63,6 +64,7 @@ def build_server_app(settings: Settings, client: Client, *, kafka: bool, analyze
         max_body_bytes=settings.max_body_bytes,
         routers=[findings_router(lambda: client), runbooks_router()],
         components=components,
+        otlp_options=OtlpOptions.from_settings(settings),
     )
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from collector.api.deps import ApiLimits
 from collector.api.routers import events, health, otlp
 from collector.events import TraceEvent
+from collector.otlp.mapping import OtlpOptions
 from collector.service import IngestService
 
 
@@ -28,6 +29,7 @@ def create_app(
     max_body_bytes: int = 64 * 1024 * 1024,
     routers: Sequence[APIRouter] = (),
     components: Sequence[Component] = (),
+    otlp_options: OtlpOptions | None = None,
 ) -> FastAPI:
     """The API over `service`; `routers` and `components` come from downstream steps, wired by the caller."""
 
@@ -53,6 +55,7 @@ def create_app(
     )
     app.state.ingest_service = service
     app.state.api_limits = ApiLimits(max_body_bytes=max_body_bytes)
+    app.state.otlp_options = otlp_options or OtlpOptions()
     app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(otlp.router)

@@ -115,13 +115,15 @@ def _where(span: OtlpSpan, index: int) -> str:
     return f"span {index} {span.name!r} ({ids})"
 
 
-def items_from_spans(spans: Iterable[OtlpSpan], options: OtlpOptions | None = None) -> OtlpDecoded:
+def items_from_spans(
+    spans: Iterable[OtlpSpan], options: OtlpOptions | None = None, *, first_index: int = 0
+) -> OtlpDecoded:
     """Map every span; the whole request is decoded before anything is handed on, so a payload error
     part-way leaves nothing stored."""
     options = options or OtlpOptions()
     decoded = OtlpDecoded()
     for span in spans:
-        index = decoded.spans
+        index = first_index + decoded.spans
         decoded.spans += 1
         outcome = map_span(span, options)
         if isinstance(outcome, Mapped):
@@ -133,9 +135,7 @@ def items_from_spans(spans: Iterable[OtlpSpan], options: OtlpOptions | None = No
     return decoded
 
 
-def ingest_otlp(
-    service: IngestService, decoded: OtlpDecoded, *, source: str, source_ref: str
-) -> IngestOutcome:
+def ingest_otlp(service: IngestService, decoded: OtlpDecoded, *, source: str, source_ref: str) -> IngestOutcome:
     """Hand decoded spans to the shared ingest path; skipped spans are counted once the rest is accepted."""
     if decoded.items:
         outcome = service.ingest(decoded.items, source=source, source_ref=source_ref)
@@ -166,7 +166,15 @@ def _proto_value(value: AnyValue) -> Any:
 
 
 def _proto_attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: _proto_value(kv.value) for kv in pairs}
+    attributes: dict[str, Any] = {}
+    for kv in pairs:
+        value = kv.value
+        # Most GenAI attributes are strings; skipping the general conversion for them is a third of decoding.
+        if value.WhichOneof("value") == "string_value":
+            attributes[kv.key] = value.string_value
+        else:
+            attributes[kv.key] = _proto_value(value)
+    return attributes
 
 
 def _proto_id(raw: bytes, size: int) -> str:
@@ -177,9 +185,7 @@ def spans_from_proto(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iter
     try:
         request = ExportTraceServiceRequest.FromString(_gunzip(data, max_bytes))
     except DecodeError as exc:
-        raise OtlpPayloadError(
-            f"body is not a valid OTLP ExportTraceServiceRequest (protobuf): {exc}"
-        ) from None
+        raise OtlpPayloadError(f"body is not a valid OTLP ExportTraceServiceRequest (protobuf): {exc}") from None
     for resource_spans in request.resource_spans:
         resource = _proto_attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
@@ -197,22 +203,22 @@ def spans_from_proto(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iter
                     status_code=span.status.code,
                     status_message=span.status.message,
                     kind=span.kind,
-                    events=[
-                        SpanEvent(e.name, e.time_unix_nano, _proto_attributes(e.attributes))
-                        for e in span.events
-                    ],
+                    events=[SpanEvent(e.name, e.time_unix_nano, _proto_attributes(e.attributes)) for e in span.events],
                     scope_name=scope_name,
                 )
 
 
 def decode_otlp_proto(
-    data: bytes, options: OtlpOptions | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+    data: bytes, options: OtlpOptions | None = None, *, first_index: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> OtlpDecoded:
-    """An OTLP/protobuf `ExportTraceServiceRequest` (optionally gzipped) → items; raises OtlpPayloadError."""
-    return items_from_spans(spans_from_proto(data, max_bytes=max_bytes), options)
+    """An OTLP/protobuf `ExportTraceServiceRequest` (optionally gzipped) → items numbered from `first_index`;
+    raises OtlpPayloadError (a PayloadError) when the bytes are not such a request."""
+    return items_from_spans(spans_from_proto(data, max_bytes=max_bytes), options, first_index=first_index)
 
 
 # -- JSON --------------------------------------------------------------------------------------------------
+# Helpers raise OtlpPayloadError with a location relative to what they read; the span loop prefixes the
+# span's path only when something is wrong, because formatting paths eagerly costs more than the decoding.
 
 _SPAN_KINDS = dict(Span.SpanKind.items())
 _STATUS_CODES = dict(Status.StatusCode.items())
@@ -224,45 +230,45 @@ def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
     return obj.get(snake) if value is None else value
 
 
-def _list(obj: Mapping[str, Any], camel: str, snake: str, where: str) -> list[Any]:
+def _list(obj: Mapping[str, Any], camel: str, snake: str) -> list[Any]:
     value = _get(obj, camel, snake)
     if value is None:
         return []
-    if not isinstance(value, list):
-        raise OtlpPayloadError(f"{where}.{camel} must be an array, got {type(value).__name__}")
+    if type(value) is not list:
+        raise OtlpPayloadError(f"{camel} must be an array, got {type(value).__name__}")
     return value
 
 
-def _object(value: Any, where: str) -> Mapping[str, Any]:
+def _object(value: Any, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, dict):
-        raise OtlpPayloadError(f"{where} must be an object, got {type(value).__name__}")
+    if type(value) is not dict:
+        raise OtlpPayloadError(f"{what} must be an object, got {type(value).__name__}")
     return value
 
 
-def _uint64(value: Any, where: str) -> int:
+def _uint64(value: Any, what: str) -> int:
     if value is None or value == "":
         return 0
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise OtlpPayloadError(f"{where} must be an integer or a decimal string, got {value!r}")
+        raise OtlpPayloadError(f"{what} must be an integer or a decimal string, got {value!r}")
     try:
         number = int(value)
     except ValueError:
-        raise OtlpPayloadError(f"{where} must be an integer or a decimal string, got {value!r}") from None
+        raise OtlpPayloadError(f"{what} must be an integer or a decimal string, got {value!r}") from None
     if number < 0:
-        raise OtlpPayloadError(f"{where} must not be negative, got {value!r}")
+        raise OtlpPayloadError(f"{what} must not be negative, got {value!r}")
     return number
 
 
-def _enum(value: Any, names: Mapping[str, int], where: str) -> int:
+def _enum(value: Any, names: Mapping[str, int], what: str) -> int:
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value in names:
         return names[value]
-    raise OtlpPayloadError(f"{where} must be an enum number or name, got {value!r}")
+    raise OtlpPayloadError(f"{what} must be an enum number or name, got {value!r}")
 
 
 def _json_id(value: Any, size: int) -> str:
@@ -283,120 +289,132 @@ def _json_id(value: Any, size: int) -> str:
     return raw.hex() if len(raw) == size and any(raw) else ""
 
 
-def _json_value(value: Any, where: str) -> Any:
-    if not isinstance(value, dict):
+def _json_value(value: Any) -> Any:
+    if type(value) is not dict:
         return None
     for key, item in value.items():
         if key in ("stringValue", "string_value"):
             return item if isinstance(item, str) else str(item)
         if key in ("intValue", "int_value"):
             if isinstance(item, bool) or not isinstance(item, int | str):
-                raise OtlpPayloadError(f"{where}: intValue must be an integer or a decimal string")
+                raise OtlpPayloadError("intValue must be an integer or a decimal string")
             try:
                 return int(item)
             except ValueError:
-                raise OtlpPayloadError(f"{where}: intValue {item!r} is not an integer") from None
+                raise OtlpPayloadError(f"intValue {item!r} is not an integer") from None
         if key in ("doubleValue", "double_value"):
             try:
                 return float(item)  # also "NaN", "Infinity", "-Infinity" as the JSON mapping spells them
             except (TypeError, ValueError):
-                raise OtlpPayloadError(f"{where}: doubleValue {item!r} is not a number") from None
+                raise OtlpPayloadError(f"doubleValue {item!r} is not a number") from None
         if key in ("boolValue", "bool_value"):
             return bool(item)
         if key in ("arrayValue", "array_value"):
-            values = _list(_object(item, where), "values", "values", where)
-            return [_json_value(v, where) for v in values]
+            return [_json_value(v) for v in _list(_object(item, key), "values", "values")]
         if key in ("kvlistValue", "kvlist_value"):
-            values = _list(_object(item, where), "values", "values", where)
-            return _json_attributes(values, where)
+            return _json_attributes(_list(_object(item, key), "values", "values"))
         if key in ("bytesValue", "bytes_value"):
             return item if isinstance(item, str) else None
     return None
 
 
-def _json_attributes(pairs: list[Any], where: str) -> dict[str, Any]:
+def _json_attributes(pairs: list[Any]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for pair in pairs:
-        if not isinstance(pair, dict):
-            raise OtlpPayloadError(f"{where}: an attribute must be an object with key and value")
+        if type(pair) is not dict:
+            raise OtlpPayloadError("an attribute must be an object with key and value")
         key = pair.get("key")
-        if isinstance(key, str):
-            attributes[key] = _json_value(pair.get("value"), f"{where} attribute {key!r}")
+        if not isinstance(key, str):
+            continue
+        value = pair.get("value")
+        item = value.get("stringValue") if type(value) is dict else None
+        if type(item) is str:  # the common case, without the general conversion
+            attributes[key] = item
+            continue
+        try:
+            attributes[key] = _json_value(value)
+        except OtlpPayloadError as exc:
+            raise OtlpPayloadError(f"attribute {key!r}: {exc}") from None
     return attributes
 
 
-def _json_span(span: Any, resource: Mapping[str, Any], scope_name: str, where: str) -> OtlpSpan:
-    span = _object(span, where)
-    status = _object(span.get("status"), f"{where}.status")
+def _json_events(span: Mapping[str, Any]) -> list[SpanEvent]:
     events = []
-    for i, event in enumerate(_list(span, "events", "events", where)):
-        event = _object(event, f"{where}.events[{i}]")
-        events.append(
-            SpanEvent(
-                name=str(event.get("name") or ""),
-                time_unix_nano=_uint64(
-                    _get(event, "timeUnixNano", "time_unix_nano"), f"{where}.events[{i}].timeUnixNano"
-                ),
-                attributes=_json_attributes(
-                    _list(event, "attributes", "attributes", where), f"{where}.events[{i}]"
-                ),
+    for i, event in enumerate(_list(span, "events", "events")):
+        try:
+            event = _object(event, "event")
+            events.append(
+                SpanEvent(
+                    name=str(event.get("name") or ""),
+                    time_unix_nano=_uint64(_get(event, "timeUnixNano", "time_unix_nano"), "timeUnixNano"),
+                    attributes=_json_attributes(_list(event, "attributes", "attributes")),
+                )
             )
-        )
+        except OtlpPayloadError as exc:
+            raise OtlpPayloadError(f"events[{i}]: {exc}") from None
+    return events
+
+
+def _json_span(span: Any, resource: Mapping[str, Any], scope_name: str) -> OtlpSpan:
+    span = _object(span, "a span")
+    status = _object(span.get("status"), "status")
     message = status.get("message")
     return OtlpSpan(
         trace_id=_json_id(_get(span, "traceId", "trace_id"), 16),
         span_id=_json_id(_get(span, "spanId", "span_id"), 8),
         parent_span_id=_json_id(_get(span, "parentSpanId", "parent_span_id"), 8),
         name=str(span.get("name") or ""),
-        start_time_unix_nano=_uint64(
-            _get(span, "startTimeUnixNano", "start_time_unix_nano"), f"{where}.startTimeUnixNano"
-        ),
-        end_time_unix_nano=_uint64(
-            _get(span, "endTimeUnixNano", "end_time_unix_nano"), f"{where}.endTimeUnixNano"
-        ),
-        attributes=_json_attributes(_list(span, "attributes", "attributes", where), where),
+        start_time_unix_nano=_uint64(_get(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"),
+        end_time_unix_nano=_uint64(_get(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
+        attributes=_json_attributes(_list(span, "attributes", "attributes")),
         resource=resource,
-        status_code=_enum(status.get("code"), _STATUS_CODES, f"{where}.status.code"),
+        status_code=_enum(status.get("code"), _STATUS_CODES, "status.code"),
         status_message=message if isinstance(message, str) else "",
-        kind=_enum(span.get("kind"), _SPAN_KINDS, f"{where}.kind"),
-        events=events,
+        kind=_enum(span.get("kind"), _SPAN_KINDS, "kind"),
+        events=_json_events(span),
         scope_name=scope_name,
     )
+
+
+def _json_scopes(resource_spans: Any) -> tuple[dict[str, Any], list[Any]]:
+    resource_spans = _object(resource_spans, "resourceSpans item")
+    resource_obj = _object(resource_spans.get("resource"), "resource")
+    resource = _json_attributes(_list(resource_obj, "attributes", "attributes"))
+    scopes = _list(resource_spans, "scopeSpans", "scope_spans")
+    # Exporters from before OTLP 0.19 named the level "instrumentationLibrarySpans".
+    return resource, scopes or _list(resource_spans, "instrumentationLibrarySpans", "instrumentation_library_spans")
 
 
 def spans_from_json(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[OtlpSpan]:
     try:
         document = orjson.loads(_gunzip(data, max_bytes))
     except orjson.JSONDecodeError as exc:
-        raise OtlpPayloadError(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise OtlpPayloadError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     root = _object(document, "the request")
-    for r, resource_spans in enumerate(_list(root, "resourceSpans", "resource_spans", "request")):
-        where = f"resourceSpans[{r}]"
-        resource_spans = _object(resource_spans, where)
-        resource_obj = _object(resource_spans.get("resource"), f"{where}.resource")
-        resource = _json_attributes(
-            _list(resource_obj, "attributes", "attributes", where), f"{where}.resource"
-        )
-        scopes = _list(resource_spans, "scopeSpans", "scope_spans", where)
-        # Exporters from before OTLP 0.19 named the level "instrumentationLibrarySpans".
-        scopes = scopes or _list(
-            resource_spans, "instrumentationLibrarySpans", "instrumentation_library_spans", where
-        )
+    for r, resource_spans in enumerate(_list(root, "resourceSpans", "resource_spans")):
+        try:
+            resource, scopes = _json_scopes(resource_spans)
+        except OtlpPayloadError as exc:
+            raise OtlpPayloadError(f"resourceSpans[{r}]: {exc}") from None
         for s, scope_spans in enumerate(scopes):
-            scope_where = f"{where}.scopeSpans[{s}]"
-            scope_spans = _object(scope_spans, scope_where)
-            scope = _object(
-                scope_spans.get("scope") or scope_spans.get("instrumentationLibrary"), scope_where
-            )
+            try:
+                scope_obj = _object(scope_spans, "scopeSpans item")
+                scope = _object(scope_obj.get("scope") or scope_obj.get("instrumentationLibrary"), "scope")
+                spans = _list(scope_obj, "spans", "spans")
+            except OtlpPayloadError as exc:
+                raise OtlpPayloadError(f"resourceSpans[{r}].scopeSpans[{s}]: {exc}") from None
             scope_name = str(scope.get("name") or "")
-            for i, span in enumerate(_list(scope_spans, "spans", "spans", scope_where)):
-                yield _json_span(span, resource, scope_name, f"{scope_where}.spans[{i}]")
+            for i, span in enumerate(spans):
+                try:
+                    parsed = _json_span(span, resource, scope_name)
+                except OtlpPayloadError as exc:
+                    raise OtlpPayloadError(f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]: {exc}") from None
+                yield parsed
 
 
 def decode_otlp_json(
-    data: bytes, options: OtlpOptions | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+    data: bytes, options: OtlpOptions | None = None, *, first_index: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> OtlpDecoded:
-    """An OTLP/JSON `ExportTraceServiceRequest` (optionally gzipped) → items; raises OtlpPayloadError."""
-    return items_from_spans(spans_from_json(data, max_bytes=max_bytes), options)
+    """An OTLP/JSON `ExportTraceServiceRequest` (optionally gzipped) → items numbered from `first_index`;
+    raises OtlpPayloadError (a PayloadError) when the bytes are not such a request."""
+    return items_from_spans(spans_from_json(data, max_bytes=max_bytes), options, first_index=first_index)

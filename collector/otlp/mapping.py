@@ -20,6 +20,7 @@ The attribute table users see is docs/otlp.md; keep the two in step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -272,7 +273,7 @@ def _float(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number == number and number not in (float("inf"), float("-inf")) else None
+    return number if math.isfinite(number) else None
 
 
 def _lookup(span: OtlpSpan, keys: Sequence[str]) -> Any:
@@ -476,8 +477,7 @@ def map_span(span: OtlpSpan, options: OtlpOptions | None = None) -> SpanOutcome:
     if model is None:
         if operation in _LLM_OPERATIONS:
             return Rejected(
-                f"{operation.value} span has no model (gen_ai.request.model, gen_ai.response.model or "
-                "llm.model_name)"
+                f"{operation.value} span has no model (gen_ai.request.model, gen_ai.response.model or llm.model_name)"
             )
         model = _placeholder_model(operation, span)
 

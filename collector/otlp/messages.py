@@ -97,9 +97,7 @@ def _openai_content_parts(content: Any) -> list[dict[str, Any]]:
             if isinstance(item, str):
                 parts.append({"type": "text", "content": item})
             elif isinstance(item, dict):
-                if item.get("type") in ("text", "input_text", "output_text") and isinstance(
-                    item.get("text"), str
-                ):
+                if item.get("type") in ("text", "input_text", "output_text") and isinstance(item.get("text"), str):
                     parts.append({"type": "text", "content": item["text"]})
                 else:
                     parts.append(item)
@@ -126,9 +124,7 @@ def normalize_message(obj: Any, default_role: str = "user") -> Message | None:
     parts = _openai_content_parts(obj.get("content"))
     if role == "tool" and obj.get("tool_call_id"):
         response = obj.get("content")
-        parts = [
-            {"type": "tool_call_response", "id": str(obj["tool_call_id"]), "response": maybe_json(response)}
-        ]
+        parts = [{"type": "tool_call_response", "id": str(obj["tool_call_id"]), "response": maybe_json(response)}]
     for call in obj.get("tool_calls") or []:
         if isinstance(call, dict):
             nested = call.get("function")
@@ -179,9 +175,7 @@ def _openinference_message(fields: Mapping[str, Any]) -> Message:
             if kind == "text" or "message_content.text" in content:
                 parts.append({"type": "text", "content": str(content.get("message_content.text", ""))})
             elif "message_content.image.image.url" in content:
-                parts.append(
-                    {"type": "uri", "modality": "image", "uri": content["message_content.image.image.url"]}
-                )
+                parts.append({"type": "uri", "modality": "image", "uri": content["message_content.image.image.url"]})
             else:
                 parts.append({"type": str(kind)})
     elif fields.get("message.content") not in (None, ""):
@@ -226,9 +220,7 @@ def _openllmetry_message(fields: Mapping[str, Any], default_role: str) -> Messag
     for call in _indexed(fields, "tool_calls.").values():
         parts.append(_tool_call_part(call.get("id"), call.get("name"), call.get("arguments")))
     if fields.get("function_call.name"):
-        parts.append(
-            _tool_call_part(None, fields["function_call.name"], fields.get("function_call.arguments"))
-        )
+        parts.append(_tool_call_part(None, fields["function_call.name"], fields.get("function_call.arguments")))
     return _finish(role, parts, {"finish_reason": fields.get("finish_reason")})
 
 
@@ -272,16 +264,12 @@ def _event_attribute(events: Sequence[EventLike], event_name: str, key: str) -> 
     return None
 
 
-def _with_system_instructions(
-    attrs: Mapping[str, Any], messages: list[Message] | None
-) -> list[Message] | None:
+def _with_system_instructions(attrs: Mapping[str, Any], messages: list[Message] | None) -> list[Message] | None:
     instructions = maybe_json(attrs.get("gen_ai.system_instructions"))
     if instructions in (None, "", []):
         return messages
     parts = instructions if isinstance(instructions, list) else [instructions]
-    system = _finish(
-        "system", [p if isinstance(p, dict) else {"type": "text", "content": str(p)} for p in parts]
-    )
+    system = _finish("system", [p if isinstance(p, dict) else {"type": "text", "content": str(p)} for p in parts])
     return [system, *(messages or [])]
 
 
@@ -294,12 +282,8 @@ def extract_messages(
     if inputs is None:
         inputs = normalize_messages(_event_attribute(events, _DETAILS_EVENT, "gen_ai.input.messages"), "user")
     if outputs is None:
-        outputs = normalize_messages(
-            _event_attribute(events, _DETAILS_EVENT, "gen_ai.output.messages"), "assistant"
-        )
-    inputs = (
-        _with_system_instructions(attrs, inputs) if inputs or "gen_ai.system_instructions" in attrs else None
-    )
+        outputs = normalize_messages(_event_attribute(events, _DETAILS_EVENT, "gen_ai.output.messages"), "assistant")
+    inputs = _with_system_instructions(attrs, inputs) if inputs or "gen_ai.system_instructions" in attrs else None
     if inputs is None:
         grouped = _indexed(attrs, "llm.input_messages.")
         inputs = [_openinference_message(fields) for fields in grouped.values()] or None
@@ -317,9 +301,7 @@ def extract_messages(
         inputs = inputs or event_inputs
         outputs = outputs or event_outputs
         if inputs is None:
-            inputs = normalize_messages(
-                _event_attribute(events, "gen_ai.content.prompt", "gen_ai.prompt"), "user"
-            )
+            inputs = normalize_messages(_event_attribute(events, "gen_ai.content.prompt", "gen_ai.prompt"), "user")
         if outputs is None:
             outputs = normalize_messages(
                 _event_attribute(events, "gen_ai.content.completion", "gen_ai.completion"), "assistant"

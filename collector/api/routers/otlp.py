@@ -61,13 +61,7 @@ _REQUEST_BODY: dict[str, Any] = {
 
 def get_otlp_options(request: Request) -> OtlpOptions:
     options: OtlpOptions | None = getattr(request.app.state, "otlp_options", None)
-    if options is None:
-        # An app built without explicit options (e.g. by `llmpulse serve`) follows LLMPULSE_OTLP_* settings.
-        from llmpulse.settings import get_settings
-
-        options = OtlpOptions.from_settings(get_settings())
-        request.app.state.otlp_options = options
-    return options
+    return options or OtlpOptions()
 
 
 OtlpOptionsDep = Annotated[OtlpOptions, Depends(get_otlp_options)]
