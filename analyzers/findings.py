@@ -59,6 +59,7 @@ FINDING_LABEL_KEYS: tuple[str, ...] = (
     "trace_id",
     "rubric",
     "drift_feature",
+    "session_id",
 )
 
 
@@ -97,6 +98,8 @@ class AnalysisContext:
     at: datetime
     rules: Any  # analyzers.rules.Rules once defined; kept loose so analyzers can be built in parallel
     dashboard_base_url: str = ""
+    # analyzers.series.SeriesSource to read rollups through (a preloaded one in backtests); None = live.
+    source: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,161 @@
+"""Helpers shared by the built-in analyzers: baseline windows, rule partitions, multiple testing, links."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+
+from analyzers.findings import AnalysisContext, Observation
+from analyzers.rules import AppRules, BaselineRules, Rules
+from analyzers.series import LiveSeriesSource, Range, SeriesSource, floor_minute
+from analyzers.stats import adjust
+
+
+def rules_of(ctx: AnalysisContext) -> Rules:
+    return ctx.rules if isinstance(ctx.rules, Rules) else Rules()
+
+
+def source_of(ctx: AnalysisContext) -> SeriesSource:
+    if ctx.source is not None:
+        source: SeriesSource = ctx.source
+        return source
+    return LiveSeriesSource(ctx.client, exclude_operations=rules_of(ctx).exclude_operations)
+
+
+def run_at(ctx: AnalysisContext) -> datetime:
+    """Analyses work on whole minutes: the rollup's resolution."""
+    return floor_minute(ctx.at)
+
+
+def seasonal_ranges(at: datetime, window: timedelta, baseline: BaselineRules, *, weeks: bool = True) -> list[Range]:
+    """The same window on each of the previous days, then the same weekday 2..N weeks back."""
+    offsets = [timedelta(days=d) for d in range(1, baseline.seasonal_days + 1)]
+    if weeks:
+        offsets += [
+            timedelta(days=7 * w) for w in range(2, baseline.seasonal_weeks + 1) if 7 * w > baseline.seasonal_days
+        ]
+    return [(at - o - window, at - o) for o in offsets]
+
+
+def trailing_ranges(at: datetime, window: timedelta, span: timedelta) -> list[Range]:
+    """Consecutive windows of the same length before the current one, newest first."""
+    n = max(1, int(span / window))
+    return [(at - window * (k + 1), at - window * k) for k in range(1, n + 1)]
+
+
+def usable(ranges: Sequence[Range], first: datetime | None) -> list[Range]:
+    """Ranges that lie within the stored history (a range before the first event would read as zeros)."""
+    if first is None:
+        return []
+    return [r for r in ranges if r[0] >= first]
+
+
+def partitions(rules: Rules, section: str) -> list[tuple[Any, Callable[[str], bool]]]:
+    """Distinct settings of one rules section, each with the apps it applies to.
+
+    Apps without an override share the defaults; each distinct override gets its own pass (its own
+    windows), so per-app windows cost one query per distinct setting rather than one per app.
+    """
+    default = getattr(rules.defaults, section)
+    by_cfg: dict[Any, set[str]] = {}
+    for app in rules.apps:
+        cfg = getattr(rules.for_app(app), section)
+        if cfg != default:
+            by_cfg.setdefault(cfg, set()).add(app)
+    special = {app for apps in by_cfg.values() for app in apps}
+    out: list[tuple[Any, Callable[[str], bool]]] = [(default, lambda app: app not in special)]
+    for cfg, apps in by_cfg.items():
+        out.append((cfg, lambda app, apps=frozenset(apps): app in apps))  # type: ignore[misc]
+    return out
+
+
+def app_rules(rules: Rules, app: str) -> AppRules:
+    return rules.for_app(app)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A group that was tested: its p-value, whether the effect is big enough, and its observation.
+
+    `observation` may be a zero-argument callable that builds it: most tested groups are fine, and
+    formatting evidence for each of them at every backtest step would dominate the replay's time.
+    """
+
+    p: float
+    effect: bool
+    observation: Observation | Callable[[], Observation]
+
+    def build(self) -> Observation:
+        return self.observation if isinstance(self.observation, Observation) else self.observation()
+
+
+def select(candidates: Sequence[Candidate], rules: Rules) -> list[Observation]:
+    """Observations whose effect is big enough and whose test survives the multiple-testing correction.
+
+    The family is every group tested in this run (not only the big effects), so the false discovery rate
+    holds over the number of groups looked at.
+    """
+    if not candidates:
+        return []
+    reject = adjust([c.p for c in candidates], rules.tests.alpha, rules.tests.method)
+    return [c.build() for c, r in zip(candidates, reject, strict=True) if r and c.effect]
+
+
+def trimmed_ratio(
+    num: Sequence[float] | np.ndarray, den: Sequence[float] | np.ndarray, trim: float = 0.25
+) -> float | None:
+    """Pooled num/den over windows, leaving out the windows with the highest ratios (an incident's)."""
+    n = np.asarray(num, dtype=np.float64)
+    d = np.asarray(den, dtype=np.float64)
+    ok = d > 0
+    n, d = n[ok], d[ok]
+    if d.size == 0:
+        return None
+    ratios = n / d
+    keep = max(1, int(np.ceil(d.size * (1.0 - trim))))
+    order = np.argsort(ratios, kind="stable")[:keep]
+    total = float(d[order].sum())
+    return float(n[order].sum()) / total if total > 0 else None
+
+
+def dashboard_link(ctx: AnalysisContext, dashboard: str, labels: dict[str, str], window: timedelta) -> str:
+    """A link to the dashboard for the labels, around the run's time ('' without a dashboard URL)."""
+    base = ctx.dashboard_base_url.rstrip("/")
+    if not base:
+        return ""
+    at = run_at(ctx)
+    frm = int((at - max(window * 12, timedelta(hours=3))).timestamp() * 1000)
+    to = int((at + timedelta(minutes=30)).timestamp() * 1000)
+    params = {"from": str(frm), "to": str(to)}
+    params.update({f"var-{k}": v for k, v in labels.items() if v})
+    return f"{base}/d/{dashboard}?{urlencode(params)}"
+
+
+def fmt_window(window: timedelta) -> str:
+    seconds = int(window.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+def fmt_ms(ms: float) -> str:
+    return f"{ms / 1000:.2f}s" if ms >= 1000 else f"{ms:.0f}ms"
+
+
+def fmt_usd(x: float) -> str:
+    if x >= 100:
+        return f"${x:,.0f}"
+    if x >= 1:
+        return f"${x:,.2f}"
+    return f"${x:.5f}"
+
+
+def label_text(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in labels.items() if v)
