@@ -351,7 +351,7 @@ class RunawayAnalyzer:
                         "feature": act.feature,
                         "model": act.model,
                         "metric": metric,
-                        "dashboard_url": dashboard_link(ctx, "llmpulse-traces", labels, window),
+                        "dashboard_url": dashboard_link(ctx, "llmpulse-cost", labels, window),
                     },
                 )
                 observations.append(obs)

@@ -111,7 +111,7 @@ class ErrorRateAnalyzer:
                         "requests": n,
                         "by_type": {t: int(a[0, g]) for t, a in ws.errors_by_type.items() if a[0, g] > 0},
                         "baseline_kind": kind,
-                        "dashboard_url": dashboard_link(ctx, "llmpulse-errors", labels, window),
+                        "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, window),
                     },
                 )
                 candidates.append(Candidate(binomial_sf(k, n, p0), effect, obs))
@@ -160,7 +160,7 @@ class ErrorRateAnalyzer:
                     details={
                         "long_window": fmt_window(t.long),
                         "short_window": fmt_window(t.short),
-                        "dashboard_url": dashboard_link(ctx, "llmpulse-errors", labels, t.long),
+                        "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, t.long),
                     },
                 )
             )
@@ -221,7 +221,7 @@ class OutageAnalyzer:
                     "errors": k,
                     "requests": n,
                     "window": fmt_window(window),
-                    "dashboard_url": dashboard_link(ctx, "llmpulse-errors", labels, window),
+                    "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, window),
                 },
             )
             candidates.append(Candidate(binomial_sf(k, n, p0), effect, obs))
@@ -337,7 +337,7 @@ class AbsenceAnalyzer:
                             details={
                                 "level": level,
                                 "baseline_kind": kind,
-                                "dashboard_url": dashboard_link(ctx, "llmpulse-traffic", labels, window),
+                                "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, window),
                             },
                         )
 
