@@ -55,10 +55,14 @@ test-unit: $(STAMP)
 test-integration: test-deps
 	$(PY) -m pytest -q tests/integration tests/e2e
 
-bench: $(STAMP)
+bench: $(STAMP) kafka-cache
 	$(PY) bench/ingest_http.py
 	$(PY) bench/ingest_kafka.py
 	$(PY) bench/ingest_otlp.py
+	$(PY) bench/detection.py
+	$(PY) bench/analyzers_perf.py
+	$(PY) bench/drift_perf.py
+	$(PY) bench/drift_vs_evidently.py
 
 clean:
 	rm -rf .llmpulse/sim .pytest_cache .mypy_cache .ruff_cache

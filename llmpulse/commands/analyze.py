@@ -76,6 +76,17 @@ def _short(ts: object) -> str:
     return "-" if not ts else str(ts)[5:16].replace("T", " ")
 
 
+def _cron_period(every: str | None) -> timedelta | None:
+    if every is None:
+        return None
+    from llmpulse.simulate import parse_duration
+
+    try:
+        return parse_duration(every)
+    except ValueError as exc:
+        raise _fail(f"--every: {exc}") from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def analyze(
@@ -84,8 +95,18 @@ def register(app: typer.Typer) -> None:
                                                          "or ./llmpulse.yaml).")] = None,
         only: Annotated[str | None, typer.Option(help="Comma-separated analyzer names.")] = None,
         output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+        every: Annotated[
+            str | None,
+            typer.Option(help="How often cron runs this (e.g. 5m): firing alerts stay valid in Alertmanager that long."),
+        ] = None,
     ) -> None:
-        """Run every analyzer once (as of --at, so history can be replayed) and store the findings."""
+        """Run every analyzer once (as of --at, so history can be replayed), store the findings and deliver alerts.
+
+        Alerts go to LLMPULSE_ALERTMANAGER_URL when set, and are always recorded for `llmpulse alerts`.
+        """
+        from alerts.factory import build_alert_dispatcher
+        from alerts.from_findings import EngineFindingsSource, findings_listener
+        from analyzers.engine import ClickHouseFindingStore
         from analyzers.registry import build_analyzers
         from analyzers.scheduler import AnalyzerScheduler
         from llmpulse.runtime import open_store
@@ -98,8 +119,15 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise _fail(str(exc)) from None
         when = parse_time(at, "--at") if at else None
-        sched = AnalyzerScheduler(open_store(settings), settings, rules=rule_set, analyzers=selected)
+        client = open_store(settings)
+        resend = _cron_period(every)
+        dispatcher = build_alert_dispatcher(settings, client, resend_interval=resend)
+        sched = AnalyzerScheduler(
+            client, settings, rules=rule_set, analyzers=selected, listeners=[findings_listener(dispatcher)]
+        )
         reports = sched.run_once(when)
+        dispatcher.sync(EngineFindingsSource(ClickHouseFindingStore(client)))
+        delivered = dispatcher.flush(timeout=30)
         active = [f.to_dict() for f in sched.engine.open_findings()]
         if output == "json":
             doc = {
@@ -116,7 +144,9 @@ def register(app: typer.Typer) -> None:
                 console.print(_findings_table(active, "Open findings"))
             else:
                 console.print("no open findings")
-        if any(r.error for r in reports):
+        if not delivered:
+            err_console.print("[red]some alerts were not accepted by Alertmanager[/] (see `llmpulse alerts --check`)")
+        if any(r.error for r in reports) or not delivered:
             raise typer.Exit(1)
 
     @app.command()
