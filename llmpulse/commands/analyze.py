@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
         every: Annotated[
             str | None,
-            typer.Option(help="How often cron runs this (e.g. 5m): firing alerts stay valid in Alertmanager that long."),
+            typer.Option(help="How often cron runs this (e.g. 5m): alerts stay valid in Alertmanager that long."),
         ] = None,
     ) -> None:
         """Run every analyzer once (as of --at, so history can be replayed), store the findings and deliver alerts.

@@ -20,8 +20,9 @@ from llmpulse.simulate import SimulationConfig, generate
 from tests.support.store_probe import probe
 
 
-def _data_parts(store: Path) -> list[Path]:
-    return [p for p in store.rglob("*") if p.is_dir() and re.fullmatch(r"\d{8}_\d+_\d+_\d+", p.name)]
+def _data_parts(store: Path) -> list[str]:
+    # os.walk skips directories that vanish mid-walk (ClickHouse renames tmp_insert_* parts as it commits them).
+    return [d for _, dirs, _ in os.walk(store) for d in dirs if re.fullmatch(r"\d{8}_\d+_\d+_\d+", d)]
 
 
 def test_sigkill_mid_ingest_then_rerun_neither_loses_nor_doubles(tmp_path: Path) -> None:
