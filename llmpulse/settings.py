@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class Settings(BaseSettings):
@@ -47,12 +47,61 @@ class Settings(BaseSettings):
     kafka_topics: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["llm-events"])
     kafka_group_id: str = "llmpulse-collector"
     kafka_dead_letter_topic: str = "llm-events-dlq"
+    kafka_client_id: str = "llmpulse-collector"
+    kafka_group_instance_id: str | None = Field(
+        default=None, description="Static membership: a restarted member with the same id skips a rebalance."
+    )
+    kafka_auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    kafka_topic_encodings: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Message encoding per topic, 'topic=encoding,...' or JSON; others are 'json' events.",
+    )
+    kafka_batch_max_messages: int = Field(default=20_000, ge=1)
+    kafka_batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    kafka_batch_max_seconds: float = Field(default=1.0, gt=0)
+    kafka_max_in_flight_batches: int = Field(default=2, ge=1)
+    kafka_poll_timeout_ms: int = Field(default=200, ge=1)
+    kafka_max_poll_records: int = Field(default=5_000, ge=1)
+    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    kafka_session_timeout_ms: int = Field(default=45_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    kafka_max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    kafka_check_crcs: bool | None = Field(
+        default=None, description="None: only when the crc32c C extension is installed (pure Python is slow)."
+    )
+    kafka_retry_backoff_s: float = Field(default=0.5, gt=0)
+    kafka_retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    kafka_revoke_timeout_s: float = Field(default=30.0, gt=0)
+    kafka_shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    kafka_dead_letter_max_message_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger ones are copied truncated (full bytes stay in ClickHouse)."
+    )
+    kafka_metrics_port: int | None = Field(default=None, description="`llmpulse collect` serves /metrics here.")
+    kafka_prepare_workers: int = Field(
+        default=2, ge=0,
+        description="Processes that decode, validate and price batches while polling goes on; 0: on the poll thread.",
+    )
 
     @field_validator("kafka_topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("kafka_topic_encodings", mode="before")
+    @classmethod
+    def _parse_topic_encodings(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                import json  # local: keeps this section self-contained
+
+                return json.loads(text)
+            pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected 'topic=encoding,...' or a JSON object")
+            return {k.strip(): v.strip() for k, v in pairs}
         return value
 
     # OpenTelemetry (POST /v1/traces; docs/otlp.md). Attribute lists are comma-separated and looked up in
@@ -86,6 +135,173 @@ class Settings(BaseSettings):
     def _split_attribute_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [a.strip() for a in value.split(",") if a.strip()]
+        return value
+
+
+    # Judge
+    judge_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible chat-completions base URL (https://api.openai.com/v1, "
+        "http://localhost:11434/v1 for Ollama, a vLLM or llama.cpp server...). Unset: no judging.",
+    )
+    judge_model: str = Field(default="gpt-4o-mini", min_length=1)
+    judge_provider: str = Field(default="openai", description="Provider used to price judge calls from the catalog.")
+    judge_api_key: SecretStr | None = Field(default=None, description="LLMPULSE_JUDGE_API_KEY.")
+    judge_api_key_file: Path | None = Field(default=None, description="File holding the key (wins over the env var).")
+    judge_api_key_header: str = Field(
+        default="Authorization", description="'Authorization' sends 'Bearer KEY'; 'api-key' (Azure) sends the key."
+    )
+    judge_api_version: str | None = Field(default=None, description="Azure OpenAI `api-version` query parameter.")
+    judge_json_mode: bool = Field(default=True, description="Ask for response_format json_object.")
+    judge_rules_file: Path | None = Field(default=None, description="YAML sampling rules; default: built-in.")
+    judge_rubrics_dir: Path | None = Field(default=None, description="Extra rubric YAML files (win over built-ins).")
+    judge_timeout_s: float = Field(default=30.0, gt=0)
+    judge_max_retries: int = Field(default=2, ge=0, le=10)
+    judge_backoff_s: float = Field(default=0.5, ge=0)
+    judge_max_backoff_s: float = Field(default=20.0, ge=0)
+    judge_concurrency: int = Field(default=4, ge=1, le=64)
+    judge_max_per_hour: int | None = Field(default=600, ge=0, description="Judgments per hour, all rules.")
+    judge_max_usd_per_day: float | None = Field(default=5.0, ge=0, description="Judge spend per UTC day.")
+    judge_breaker_failures: int = Field(default=5, ge=1, description="Consecutive failures that open the breaker.")
+    judge_breaker_cooldown_s: float = Field(default=60.0, gt=0)
+    judge_lookback_hours: float = Field(default=6.0, gt=0, description="How far back a judge run looks.")
+    judge_max_run_seconds: float = Field(default=240.0, gt=0, description="A run stops starting calls after this.")
+    judge_max_text_chars: int = Field(default=8000, ge=200, description="Input/output text sent to the judge.")
+    judge_redact_emails: bool = True
+    judge_redact_phones: bool = True
+    judge_redact_api_keys: bool = True
+    judge_redact_patterns: list[str] = Field(default_factory=list, description="Extra regexes (JSON list).")
+    quality_window_hours: float = Field(default=3.0, gt=0)
+    quality_baseline_days: float = Field(default=7.0, gt=0)
+    quality_min_samples: int = Field(default=25, ge=5)
+    quality_min_effect: float = Field(default=0.2, gt=0, le=1, description="Minimum |Cliff's delta| drop.")
+    quality_alpha: float = Field(default=1e-4, gt=0, lt=1, description="Per run, Bonferroni over groups.")
+    quality_interval_minutes: float = Field(default=30.0, gt=0)
+    judge_kappa_floor: float = Field(default=0.4, ge=-1, le=1)
+    judge_calibration_days: float = Field(default=30.0, gt=0)
+    judge_calibration_min_overlap: int = Field(default=20, ge=2)
+    review_link_template: str = Field(
+        default="http://localhost:3000/d/llmpulse-events?var-event_id={event_id}&var-trace_id={trace_id}",
+        description="Link written into review exports; {event_id} and {trace_id} are filled in.",
+    )
+
+    # Alerts (alerts/, docs/alerts.md)
+    alertmanager_url: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Alertmanager base URL(s), comma-separated for an HA pair (all get every alert); "
+        "unset: alerts are only recorded in ClickHouse and shown by `llmpulse alerts`.",
+    )
+    alertmanager_timeout_s: float = Field(default=10.0, gt=0, description="Per POST /api/v2/alerts.")
+    alert_resend_interval_s: float = Field(
+        default=60.0, gt=0, description="Firing alerts are re-sent this often; endsAt is 4 intervals ahead."
+    )
+    alert_resolved_retention_s: float = Field(
+        default=900.0, ge=0, description="Resolved alerts keep being re-sent this long after resolving."
+    )
+    alert_retry_max_s: float = Field(default=60.0, gt=0, description="Longest backoff between failed POSTs.")
+    alert_public_base_url: str | None = Field(
+        default=None,
+        description="How people reach this llmpulse API (generatorURL = BASE/v1/findings/{id}); "
+        "default http://<http_host>:<http_port>.",
+    )
+    alert_runbook_base_url: str | None = Field(
+        default=None, description="Runbook links are BASE/<alertname>.md; default <public base>/runbooks."
+    )
+    alert_dashboard_base_url: str = Field(
+        default="http://localhost:3000", description="Grafana base URL for dashboard links in alerts."
+    )
+
+    @field_validator("alertmanager_url", mode="before")
+    @classmethod
+    def _split_alertmanager_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
+
+    # Analyzers (analyzers/, docs/analyzers.md)
+    analyzers_enabled: bool = Field(default=True, description="`llmpulse serve` runs the analyzer scheduler.")
+    analyzers_rules_file: Path | None = Field(
+        default=None, description="Rules YAML; unset: ./llmpulse.yaml when it exists, else built-in defaults."
+    )
+    analyzers_lag_seconds: int = Field(
+        default=60, ge=0, description="Scheduled runs analyse up to now minus this, so late events are in."
+    )
+    analyzers_dashboard_base_url: str = Field(
+        default="", description="Grafana base URL for finding links; empty: alert_dashboard_base_url."
+    )
+    analyzers_plugins: bool = Field(default=True, description="Load analyzer plugins (analyzers/<pkg>/plugin.py).")
+
+    # Drift (analyzers/drift/, docs/drift.md)
+    drift_enabled: bool = Field(default=True, description="Run the input/output drift analyzer.")
+    drift_window_minutes: int = Field(default=60, ge=5, description="Current window compared each run.")
+    drift_interval_minutes: int = Field(default=60, ge=1, description="How often the drift analyzer runs.")
+    drift_reference: str = Field(
+        default="auto", pattern="^(auto|seasonal|trailing)$",
+        description="Unpinned reference: 'seasonal' = the same clock window on previous days, 'trailing' = the "
+        "hours before the current window, 'auto' = seasonal when it holds enough events, else trailing.",
+    )
+    drift_seasonal_days: int = Field(default=7, ge=1, le=28)
+    drift_trailing_hours: float = Field(default=24.0, gt=0)
+    drift_group_by: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["app", "environment", "feature"],
+        description="Group keys, comma-separated; add model and/or prompt_version to compare those separately.",
+    )
+    drift_operations: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["chat", "text_completion", "embeddings"],
+        description="Operations whose calls are compared (tool runs and retrievals are not model traffic).",
+    )
+    drift_fdr: float = Field(default=0.01, gt=0, lt=1, description="Benjamini–Hochberg target per run.")
+    drift_null_quantile: float = Field(default=0.99, gt=0.5, lt=1)
+    drift_min_events: int = Field(default=200, ge=20, description="Per window and group; fewer: no verdict.")
+    drift_min_texts: int = Field(default=100, ge=20)
+    drift_text_sample: int = Field(default=2000, ge=100, le=20_000, description="Texts drawn per window.")
+    drift_bins: int = Field(default=10, ge=3, le=50)
+    drift_top_k: int = Field(default=20, ge=2, le=200)
+    drift_psi_floor: float = Field(default=0.02, ge=0)
+    drift_js_floor_bits: float = Field(default=0.002, ge=0)
+    drift_auc_floor: float = Field(default=0.52, ge=0.5, lt=1)
+    drift_new_category_share: float = Field(default=0.01, gt=0, lt=1)
+    drift_persist_runs: int = Field(default=3, ge=1, le=24, description="Persistence: of the last N runs ...")
+    drift_persist_hits: int = Field(default=2, ge=1, le=24, description="... at least K must show drift.")
+    drift_one_call_per_trace: bool = Field(
+        default=True, description="Count one call per trace (an agent's steps are not independent samples)."
+    )
+    drift_output_formats: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Declared output formats, 'app/feature=json,...' or JSON; undeclared features whose "
+        "reference outputs are >= 90% valid JSON are treated as JSON.",
+    )
+    drift_seed: int = Field(default=0, ge=0)
+
+    @field_validator("drift_group_by", "drift_operations", mode="before")
+    @classmethod
+    def _split_drift_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("drift_group_by")
+    @classmethod
+    def _check_drift_group_by(cls, value: list[str]) -> list[str]:
+        allowed = ("app", "environment", "feature", "model", "prompt_version")
+        bad = [v for v in value if v not in allowed]
+        if bad or "app" not in value:
+            raise ValueError(f"drift_group_by must include 'app' and only use {allowed}; got {value}")
+        return [k for k in allowed if k in value]
+
+    @field_validator("drift_output_formats", mode="before")
+    @classmethod
+    def _parse_drift_formats(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                import json  # local: keeps this section self-contained
+
+                return json.loads(text)
+            pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected 'app/feature=json,...' or a JSON object")
+            return {k.strip(): v.strip() for k, v in pairs}
         return value
 
 

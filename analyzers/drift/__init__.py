@@ -1,0 +1,1 @@
+"""Statistical input/output drift of LLM traffic (numeric, categorical and text); see docs/drift.md."""
