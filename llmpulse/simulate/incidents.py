@@ -44,14 +44,16 @@ EXPECTED_ALERT: dict[str, str] = {
     "traffic_absent": "LLMTrafficAbsent",
 }
 # Alerts that legitimately fire too, because the incident really changes those signals (an outage raises the
-# error rate of every app on that provider, a runaway loop costs money); scoring should not count them false.
+# error rate of every app on that provider and its fallback changes the model mix, a runaway loop costs money,
+# 4x tokens are longer inputs and outputs, degraded answers are different outputs); scoring should not count
+# them false.
 SECONDARY_ALERTS: dict[str, tuple[str, ...]] = {
-    "cost_spike": ("LLMLatencyRegression",),
+    "cost_spike": ("LLMLatencyRegression", "LLMInputDrift", "LLMOutputDrift"),
     "latency_regression": (),
-    "provider_outage": ("LLMErrorRateHigh",),
-    "error_burst": (),
-    "input_drift": ("LLMCostSpike",),
-    "quality_drop": ("LLMInputDrift",),
+    "provider_outage": ("LLMErrorRateHigh", "LLMInputDrift", "LLMOutputDrift"),
+    "error_burst": ("LLMOutputDrift",),
+    "input_drift": ("LLMCostSpike", "LLMOutputDrift"),
+    "quality_drop": ("LLMInputDrift", "LLMOutputDrift"),
     "runaway_trace": ("LLMCostSpike",),
     "traffic_absent": (),
 }
