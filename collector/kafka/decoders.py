@@ -8,11 +8,14 @@ A decoder only frames and parses; contract validation, pricing and rejection boo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from collector.validation import RawItem
+
+if TYPE_CHECKING:
+    from collector.otlp.mapping import OtlpOptions
 
 JSON_ENCODING = "json"
 
@@ -83,6 +86,12 @@ class TopicDecoders:
         return self._by_topic.get(topic, self._default)
 
 
-def default_decoders(topic_encodings: Mapping[str, str] | None = None) -> TopicDecoders:
-    """The decoders this release knows (native JSON); later encodings register here."""
-    return TopicDecoders({JSON_ENCODING: JsonEventDecoder()}, topic_encodings=topic_encodings)
+def default_decoders(
+    topic_encodings: Mapping[str, str] | None = None, *, otlp_options: OtlpOptions | None = None
+) -> TopicDecoders:
+    """The decoders this release knows: native JSON events, and OTLP traces as the OpenTelemetry Collector's
+    Kafka exporter writes them (`otlp_proto`, `otlp_json`)."""
+    from collector.otlp.kafka import otlp_decoders
+
+    known: dict[str, MessageDecoder] = {JSON_ENCODING: JsonEventDecoder(), **otlp_decoders(otlp_options)}
+    return TopicDecoders(known, topic_encodings=topic_encodings)
