@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def split_comma_list(value: object) -> object:
+    """`a, b,c` from an environment variable; lists from code or JSON pass through."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def parse_mapping(value: object, example: str) -> object:
+    """`key=value,...` or a JSON object from an environment variable; mappings from code pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return json.loads(text)
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"expected '{example}' or a JSON object")
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 class Settings(BaseSettings):
@@ -85,24 +106,12 @@ class Settings(BaseSettings):
     @field_validator("kafka_topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [t.strip() for t in value.split(",") if t.strip()]
-        return value
+        return split_comma_list(value)
 
     @field_validator("kafka_topic_encodings", mode="before")
     @classmethod
     def _parse_topic_encodings(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                import json  # local: keeps this section self-contained
-
-                return json.loads(text)
-            pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected 'topic=encoding,...' or a JSON object")
-            return {k.strip(): v.strip() for k, v in pairs}
-        return value
+        return parse_mapping(value, "topic=encoding,...")
 
     # OpenTelemetry (POST /v1/traces; docs/otlp.md). Attribute lists are comma-separated and looked up in
     # order, on the span first and then on its resource; the first non-empty value wins.
@@ -133,9 +142,7 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _split_attribute_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [a.strip() for a in value.split(",") if a.strip()]
-        return value
+        return split_comma_list(value)
 
 
     # Judge
@@ -214,9 +221,7 @@ class Settings(BaseSettings):
     @field_validator("alertmanager_url", mode="before")
     @classmethod
     def _split_alertmanager_urls(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [u.strip() for u in value.split(",") if u.strip()]
-        return value
+        return split_comma_list(value)
 
     # Analyzers (analyzers/, docs/analyzers.md)
     analyzers_enabled: bool = Field(default=True, description="`llmpulse serve` runs the analyzer scheduler.")
@@ -276,9 +281,7 @@ class Settings(BaseSettings):
     @field_validator("drift_group_by", "drift_operations", mode="before")
     @classmethod
     def _split_drift_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+        return split_comma_list(value)
 
     @field_validator("drift_group_by")
     @classmethod
@@ -292,17 +295,7 @@ class Settings(BaseSettings):
     @field_validator("drift_output_formats", mode="before")
     @classmethod
     def _parse_drift_formats(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("{"):
-                import json  # local: keeps this section self-contained
-
-                return json.loads(text)
-            pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected 'app/feature=json,...' or a JSON object")
-            return {k.strip(): v.strip() for k, v in pairs}
-        return value
+        return parse_mapping(value, "app/feature=json,...")
 
 
 @lru_cache(maxsize=1)
