@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +31,7 @@ from collector.validation import EventValidator, iter_ndjson  # noqa: E402
 from llmpulse.clickhouse import connect  # noqa: E402
 from llmpulse.migrate import Retention, migrate  # noqa: E402
 from llmpulse.simulate import SimulationConfig, generate  # noqa: E402
+from tests.support.serve_process import post_concurrently, running_serve  # noqa: E402
 
 
 def simulated_bodies(n_events: int, batch: int) -> tuple[list[bytes], int]:
@@ -53,75 +51,26 @@ def simulated_bodies(n_events: int, batch: int) -> tuple[list[bytes], int]:
     return bodies, len(lines)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def run_http(bodies: list[bytes], workdir: Path, clients: int) -> float:
+    env = {"LLMPULSE_CLICKHOUSE_URL": f"chdb://{workdir / 'http-store'}", "LLMPULSE_ALERTMANAGER_URL": ""}
+    headers = {"content-type": "application/x-ndjson"}
+    expected = sum(body.count(b"\n") for body in bodies)
+    accepted = 0
 
+    def check(response: httpx.Response) -> None:
+        nonlocal accepted
+        response.raise_for_status()
+        accepted += response.json()["accepted"]
 
-def run_http(bodies: list[bytes], workdir: Path, clients: int, batch: int) -> float:
-    port = free_port()
-    env = {
-        **os.environ,
-        "LLMPULSE_CLICKHOUSE_URL": f"chdb://{workdir / 'http-store'}",
-        "LLMPULSE_BATCH_MAX_ROWS": str(max(batch, 20_000)),  # the default; stated for the record
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llmpulse.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=workdir,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"llmpulse serve did not come up: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    with running_serve(workdir, env) as base:
         # Warm-up on a separate app so the timed run starts with loaded code paths and an open store.
         warm = b'{"event_id":"warm-1","app":"warmup","model":"gpt-4o","start_time":0,"latency_ms":1}\n'
-        httpx.post(f"{base}/v1/events", content=warm, headers={"content-type": "application/x-ndjson"})
-
+        httpx.post(f"{base}/v1/events", content=warm, headers=headers)
         accepted = 0
-        lock = threading.Lock()
-        queue = list(bodies)
-
-        def worker() -> None:
-            nonlocal accepted
-            with httpx.Client(timeout=120) as client:
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        body = queue.pop(0)
-                    response = client.post(
-                        f"{base}/v1/events", content=body, headers={"content-type": "application/x-ndjson"}
-                    )
-                    response.raise_for_status()
-                    with lock:
-                        accepted += response.json()["accepted"]
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-        expected = sum(body.count(b"\n") for body in bodies)
-        if accepted != expected:
-            raise RuntimeError(f"accepted {accepted} of {expected}")
-        return elapsed
-    finally:
-        server.terminate()
-        server.wait(30)
+        elapsed = post_concurrently(f"{base}/v1/events", bodies, headers, clients, check)
+    if accepted != expected:
+        raise RuntimeError(f"accepted {accepted} of {expected}")
+    return elapsed
 
 
 def run_raw(bodies: list[bytes], workdir: Path) -> tuple[float, float]:
@@ -164,7 +113,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="llmpulse-bench-") as tmp:
         workdir = Path(tmp)
-        http_s = run_http(bodies, workdir, args.clients, args.batch)
+        http_s = run_http(bodies, workdir, args.clients)
         rows_s, cols_s = run_raw(bodies, workdir)
     http_rate, rows_rate, cols_rate = n / http_s, n / rows_s, n / cols_s
     best = max(rows_rate, cols_rate)

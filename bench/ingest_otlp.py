@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -43,6 +40,8 @@ from collector.otlp import decode_otlp_json, decode_otlp_proto  # noqa: E402
 from collector.pricing import PriceCatalog  # noqa: E402
 from collector.validation import EventValidator, iter_ndjson  # noqa: E402
 from llmpulse.simulate import SimulationConfig, generate  # noqa: E402
+from tests.support.serve_process import post_concurrently, running_serve  # noqa: E402
+from tests.support.store_probe import probe  # noqa: E402
 
 NDJSON = {"content-type": "application/x-ndjson"}
 PROTOBUF = {"content-type": "application/x-protobuf"}
@@ -200,22 +199,9 @@ def otlp_json_body(batch: list[dict[str, Any]]) -> bytes:
     return orjson.dumps({"resourceSpans": resource_spans})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def stored_events(store: Path) -> int:
     """Counted by a separate process once the server has stopped: chDB opens one data path per process."""
-    script = (
-        "import sys; from llmpulse.clickhouse import connect; "
-        "print(connect(sys.argv[1]).query('SELECT count() FROM events').result_rows[0][0])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, f"chdb://{store}"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    return int(out.stdout.strip().splitlines()[-1])
+    return int(probe(f"chdb://{store}")["rows"])
 
 
 def run_server_path(
@@ -230,56 +216,14 @@ def run_server_path(
     clients: int,
     check: Callable[[httpx.Response], None],
 ) -> float:
-    port = free_port()
     env = {
-        **os.environ,
         "LLMPULSE_CLICKHOUSE_URL": f"chdb://{workdir / name}",
         "LLMPULSE_INGEST_WORKERS": str(workers),
+        "LLMPULSE_ALERTMANAGER_URL": "",
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "llmpulse.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=workdir,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                assert server.stderr is not None
-                raise RuntimeError(f"llmpulse serve did not come up: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    with running_serve(workdir, env) as base:
         check(httpx.post(f"{base}{path}", content=warm, headers=headers, timeout=60))
-
-        lock = threading.Lock()
-        queue = list(bodies)
-
-        def worker() -> None:
-            with httpx.Client(timeout=120) as client:
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        body = queue.pop(0)
-                    check(client.post(f"{base}{path}", content=body, headers=headers))
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(30)
+        elapsed = post_concurrently(f"{base}{path}", bodies, headers, clients, check)
     stored = stored_events(workdir / name) - 1  # the warm-up event
     if stored != expected:
         raise RuntimeError(f"{name}: stored {stored} of {expected}")

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,46 +10,18 @@ import orjson
 import pytest
 
 from tests.support.events import make_event
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.serve_process import running_serve
 
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "LLMPULSE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'store'}", "LLMPULSE_INGEST_WORKERS": "1"}
-    env.pop("LLMPULSE_ALERTMANAGER_URL", None)
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmpulse.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not start:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
-            time.sleep(0.25)
+    env = {
+        "LLMPULSE_CLICKHOUSE_URL": f"chdb://{tmp_path / 'store'}",
+        "LLMPULSE_INGEST_WORKERS": "1",
+        "LLMPULSE_ALERTMANAGER_URL": "",
+    }
+    with running_serve(tmp_path, env) as base:
         yield base
-    finally:
-        process.terminate()
-        # uvicorn re-raises SIGTERM after a graceful shutdown, so -15 is a clean exit too.
-        assert process.wait(60) in (0, -15)
-        log.close()
-        assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
 
 
 def test_one_process_serves_ingest_findings_runbooks_and_metrics(server: str) -> None:
