@@ -79,12 +79,15 @@ def _run_analyzers(client: Client, config: SimulationConfig, notes: list[str]) -
 
     scheduler = AnalyzerScheduler(client, Settings(judge_base_url=None, analyzers_rules_file=None))
     moments: set[datetime] = set()
-    for incident in ground_truth(config):
-        if incident["kind"] not in ANALYZED_KINDS:
-            continue
+    analyzed = [i for i in ground_truth(config) if i["kind"] in ANALYZED_KINDS]
+    last_start = max(i["start"] for i in analyzed) if analyzed else ""
+    for incident in analyzed:
         start = datetime.fromisoformat(incident["start"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(incident["end"].replace("Z", "+00:00"))
-        moments |= {start + timedelta(minutes=15), start + timedelta(minutes=25), end + timedelta(minutes=20)}
+        moments |= {start + timedelta(minutes=15), start + timedelta(minutes=25)}
+        # The latest incident is left unresolved, so "firing now" panels have something to show.
+        if incident["start"] != last_start:
+            moments.add(end + timedelta(minutes=20))
     for moment in sorted(m for m in moments if m <= config.end):
         scheduler.run_once(moment)
 
@@ -130,7 +133,9 @@ def dashboard_store(chdb_url: str) -> Iterator[Store]:
     ).result_rows[0] if client.command("SELECT count() FROM judgments") else client.query(
         "SELECT event_id, trace_id FROM events WHERE trace_id != '' AND operation = 'chat' ORDER BY start_time LIMIT 1"
     ).result_rows[0]
-    yield Store(client, TimeRange(config.start, config.end + timedelta(minutes=1)), str(event_id), str(trace_id), notes)
+    # Up to now, not to the end of the traffic: judgments are stamped with the wall-clock time they were made.
+    time_range = TimeRange(config.start, datetime.now(UTC) + timedelta(minutes=1))
+    yield Store(client, time_range, str(event_id), str(trace_id), notes)
     client.command(f"DROP DATABASE IF EXISTS `{database}`")
 
 
