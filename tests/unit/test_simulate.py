@@ -603,6 +603,8 @@ def test_write_simulation(tmp_path: Path) -> None:
         ev["metadata"]["sim_incident"] for ev in events if "sim_incident" in ev["metadata"]
     )
     assert {k: v for k, v in summary.per_incident.items() if v} == dict(marked)
+    # A plain JSON list: the CLI's demo table reads it as such.
+    assert orjson.loads((tmp_path / "truth.json").read_bytes()) == ground_truth(cfg)
     assert load_ground_truth(tmp_path / "truth.json") == ground_truth(cfg)
     assert summary.incidents == len(ground_truth(cfg)) == 8
     # Byte-identical files, gzip header included.
