@@ -99,6 +99,7 @@ def build_kafka_collector(
     from collector.kafka.dead_letter import build_dead_letter_producer
     from collector.kafka.decoders import default_decoders
     from collector.kafka.metrics import KafkaMetrics
+    from collector.kafka.prepare_pool import PrepareConfig, PreparePool
 
     decoders = default_decoders(settings.kafka_topic_encodings)
     consumer = build_consumer(
@@ -121,9 +122,19 @@ def build_kafka_collector(
         client_id=settings.kafka_client_id,
         max_message_bytes=settings.kafka_dead_letter_max_message_bytes,
     )
-    validator = EventValidator(
-        prices=build_price_catalog(settings),
-        limits=IngestLimits(max_text_bytes=settings.max_text_bytes, max_event_bytes=settings.max_event_bytes),
+    limits = IngestLimits(max_text_bytes=settings.max_text_bytes, max_event_bytes=settings.max_event_bytes)
+    overrides = load_price_overrides(settings.prices_file)
+    validator = EventValidator(prices=PriceCatalog(overrides), limits=limits)
+    # Started and stopped by the collector's run(), so `collect` and `serve --kafka` need nothing more.
+    pool = (
+        PreparePool(
+            processes=settings.kafka_prepare_workers,
+            config=PrepareConfig(
+                limits=limits, price_overrides=tuple(overrides), topic_encodings=dict(settings.kafka_topic_encodings)
+            ),
+        )
+        if settings.kafka_prepare_workers
+        else None
     )
     return KafkaCollector(
         consumer,
@@ -143,4 +154,5 @@ def build_kafka_collector(
         retry_backoff_max_s=settings.kafka_retry_backoff_max_s,
         revoke_timeout_s=settings.kafka_revoke_timeout_s,
         shutdown_timeout_s=settings.kafka_shutdown_timeout_s,
+        prepare_pool=pool,
     )

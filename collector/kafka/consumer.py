@@ -17,8 +17,11 @@ Guarantees, and how they are kept:
   worker thread, awaits it without blocking the IO loop (heartbeats keep flowing), and then awaits
   commit_async() while this member still owns the partitions.
 
-Threads: the poll thread (`run`), which alone polls, prepares batches and commits; the writer thread;
-and, during a revocation only, one worker thread, while the poll thread is blocked inside poll().
+Threads: the poll thread (`run`), which alone polls, hands batches to be prepared and commits; the
+writer thread; and, during a revocation only, one worker thread, while the poll thread is blocked inside
+poll(). With a `PreparePool` (the default of `llmpulse collect`), batches are decoded, validated and priced
+in worker processes while the poll thread goes on polling; the writer still takes them strictly in the
+order they were handed over (see collector/kafka/prepare_pool.py), so everything above holds unchanged.
 """
 
 from __future__ import annotations
@@ -37,10 +40,18 @@ from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.future import Future as KafkaFuture
 from kafka.structs import OffsetAndMetadata
 
-from collector.kafka.batching import BatchPreparer, Partition, PendingRecords, PreparedBatch, Record
+from collector.kafka.batching import (
+    BatchPreparer,
+    Partition,
+    PendingRecords,
+    PreparedBatch,
+    compact_records,
+    merge_batches,
+)
 from collector.kafka.dead_letter import DeadLetterSink
 from collector.kafka.decoders import TopicDecoders
 from collector.kafka.metrics import KafkaMetrics
+from collector.kafka.prepare_pool import Preparation, Prepared, PreparePool, Preparer
 from collector.store import EventSink
 from collector.validation import EventValidator
 
@@ -112,15 +123,24 @@ def build_consumer(config: KafkaConsumerConfig) -> KafkaConsumer:
 
 @dataclass(slots=True)
 class _Job:
-    batch: PreparedBatch
+    # One batch as submitted; the writer may join the prepared batches queued behind it into one insert.
+    preparations: list[Preparation]
     epoch: int
+    # Set from the preparations once they are done (the writer waits for them, in submission order).
+    batch: PreparedBatch | None = None
     # Stages done so far (0 = nothing): a retry resumes at the failed stage, so rejections and dead
     # letters that already went out are not written twice.
     stage: int = 0
 
 
 class _Writer:
-    """Makes prepared batches durable in submission order, retrying each with capped exponential backoff.
+    """Makes batches durable in submission order, retrying each with capped exponential backoff.
+
+    A batch may still be in preparation (in a worker process) when it is submitted: the writer waits for
+    it before the next one, whatever order the preparations finish in. When batches queue up behind the
+    one it waited for and are already prepared, it stores them together, in order, as one insert (one set
+    of offsets to commit): ClickHouse spends less per event on larger inserts, so a writer that falls
+    behind catches up instead of falling further behind.
 
     Completed batches leave their next offsets in `take_completed()` for the caller to commit.
     """
@@ -143,7 +163,8 @@ class _Writer:
         self._backoff_max_s = backoff_max_s
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
-        self._busy = False
+        # Batches taken off the queue and not yet durable (or dropped).
+        self._busy = 0
         self._completed: dict[Partition, int] = {}
         self._epoch = 0
         self._stopping = False
@@ -168,11 +189,12 @@ class _Writer:
 
     def has_capacity(self) -> bool:
         with self._cond:
-            return len(self._queue) + int(self._busy) < self._max_in_flight
+            return len(self._queue) + self._busy < self._max_in_flight
 
-    def submit(self, batch: PreparedBatch) -> None:
+    def submit(self, batch: Preparation | PreparedBatch) -> None:
+        preparation = Prepared(batch) if isinstance(batch, PreparedBatch) else batch
         with self._cond:
-            self._queue.append(_Job(batch, self._epoch))
+            self._queue.append(_Job([preparation], self._epoch))
             self._cond.notify_all()
 
     def idle(self) -> bool:
@@ -217,13 +239,37 @@ class _Writer:
                 if self._stopping:
                     return
                 job = self._queue.popleft()
-                self._busy = True
+                self._busy = 1
             try:
-                self._write(job)
+                if self._await_preparation(job):
+                    self._join_prepared(job)
+                    self._write(job)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._busy = 0
                     self._cond.notify_all()
+
+    def _join_prepared(self, job: _Job) -> None:
+        """Add the batches queued right behind `job` that are already prepared (consecutive, in order)."""
+        with self._cond:
+            queue = self._queue
+            while queue and queue[0].epoch == job.epoch and all(p.done() for p in queue[0].preparations):
+                job.preparations.extend(queue.popleft().preparations)
+            self._busy = len(job.preparations)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _await_preparation(self, job: _Job) -> bool:
+        """Wait until the job's batch is prepared; False if stopped or discarded meanwhile."""
+        [preparation] = job.preparations
+        if not preparation.done():
+            preparation.add_done_callback(self._wake)
+            with self._cond:
+                self._cond.wait_for(lambda: preparation.done() or self._stopping or job.epoch != self._epoch)
+        with self._cond:
+            return not self._stopping and job.epoch == self._epoch
 
     def _write(self, job: _Job) -> None:
         backoff = self._backoff_initial_s
@@ -237,15 +283,18 @@ class _Writer:
                 self.failing = True
                 self._metrics.insert_failures.inc()
                 log.warning(
-                    "storing a batch of %d messages failed (stage %d), retrying in %.1fs: %s",
-                    job.batch.messages, job.stage + 1, backoff, exc,
+                    "storing a batch of %s messages failed (stage %d), retrying in %.1fs: %s",
+                    job.batch.messages if job.batch is not None else "?", job.stage + 1, backoff, exc,
                 )
                 with self._cond:
                     # Woken early by stop() or discard(); a plain sleep would hold shutdown up.
                     self._cond.wait_for(lambda: self._stopping or job.epoch != self._epoch, timeout=backoff)
                 backoff = min(backoff * 2, self._backoff_max_s)
                 continue
+            if self.failing:
+                log.info("the store takes batches again; resuming")
             self.failing = False
+            assert job.batch is not None
             with self._cond:
                 if job.epoch == self._epoch:
                     for key, offset in job.batch.next_offsets.items():
@@ -254,6 +303,12 @@ class _Writer:
             return
 
     def _advance(self, job: _Job) -> None:
+        if job.batch is None:
+            # Raises only if a worker failed and preparing in this process failed too: retried.
+            batches = [preparation.result() for preparation in job.preparations]
+            for prepared in batches:
+                self._metrics.prepare_seconds.observe(prepared.prepare_seconds)
+            job.batch = merge_batches(batches)
         batch = job.batch
         if job.stage == 0:
             started = time.perf_counter()
@@ -388,12 +443,16 @@ class KafkaCollector:
         shutdown_timeout_s: float = 30.0,
         commit_timeout_ms: int = 30_000,
         lag_refresh_s: float = 1.0,
+        prepare_pool: PreparePool | None = None,
     ) -> None:
+        """`prepare_pool`: prepare batches in its worker processes (built with the same validation and
+        decoder settings as `validator` and `decoders`); None prepares them on the poll thread. The
+        collector starts the pool if it is not running and then also stops it when it ends."""
         if not topics:
             raise ValueError("no Kafka topics to consume (LLMPULSE_KAFKA_TOPICS)")
         self._consumer = consumer
         self._topics = list(topics)
-        self._preparer = BatchPreparer(validator=validator, decoders=decoders)
+        self._preparer = Preparer(BatchPreparer(validator=validator, decoders=decoders), prepare_pool)
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._batch_max_messages = batch_max_messages
@@ -409,7 +468,8 @@ class KafkaCollector:
             sink=sink,
             dead_letters=dead_letters,
             metrics=metrics,
-            max_in_flight=max_in_flight_batches,
+            # Batches in preparation count too: one per worker on top keeps every worker busy.
+            max_in_flight=max_in_flight_batches + self._preparer.workers,
             backoff_initial_s=retry_backoff_s,
             backoff_max_s=retry_backoff_max_s,
         )
@@ -448,6 +508,11 @@ class KafkaCollector:
 
     def run(self) -> None:
         """Poll, batch and store until `request_stop()`; then flush, commit and leave the group."""
+        pool = self._preparer.pool
+        own_pool = pool is not None and not pool.running
+        if own_pool:
+            assert pool is not None
+            pool.start()  # workers come up while the consumer joins the group
         self._consumer.subscribe(topics=self._topics, listener=self._listener)
         self._writer.start()
         clean = False
@@ -458,6 +523,9 @@ class KafkaCollector:
             clean = True
         finally:
             self._writer.stop()
+            if own_pool:
+                assert pool is not None
+                pool.stop()
             try:
                 # Leaving the group runs the revocation listener once more (nothing left to flush) and
                 # sends LeaveGroup, so the partitions move to the other members at once.
@@ -485,20 +553,20 @@ class KafkaCollector:
         polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=self._max_poll_records)
         if polled:
             self._accept(polled)
-        if self._flush_due() and self._writer.has_capacity():
-            self._submit_pending()
+        while self._flush_due() and self._writer.has_capacity():
+            self._submit_batch()
         self._commit_completed()
         self._refresh_lag()
 
-    def _accept(self, polled: Mapping[Any, list[Record]]) -> None:
+    def _accept(self, polled: Mapping[Any, list[Any]]) -> None:
         with self._lock:
             for tp, records in polled.items():
                 if not records:
                     continue
-                key = (tp.topic, tp.partition)
-                self._durable_next.setdefault(key, records[0].offset)
-                self._pending.add(records)
-                self._metrics.messages_consumed.labels(tp.topic).inc(len(records))
+                compact = compact_records(records)
+                self._durable_next.setdefault((tp.topic, tp.partition), compact[0][2])
+                self._pending.add(compact)
+                self._metrics.messages_consumed.labels(tp.topic).inc(len(compact))
 
     def _flush_due(self) -> bool:
         pending = self._pending
@@ -508,11 +576,21 @@ class KafkaCollector:
             or pending.age() >= self._batch_max_seconds
         )
 
-    def _submit_pending(self) -> None:
+    def _submit_batch(self) -> None:
+        """Hand the oldest pending records, up to the batch limits, to be prepared and stored."""
         with self._lock:
-            records = self._pending.take()
+            records = self._pending.take_batch(self._batch_max_messages, self._batch_max_bytes)
         if records:
-            self._writer.submit(self._preparer.prepare(records))
+            self._writer.submit(self._preparer.submit(records))
+
+    def _submit_pending(self) -> None:
+        """Hand over everything pending (shutdown, revocation), in batches of bounded size."""
+        while True:
+            with self._lock:
+                records = self._pending.take_batch(self._batch_max_messages, self._batch_max_bytes)
+            if not records:
+                return
+            self._writer.submit(self._preparer.submit(records))
 
     def _apply_backpressure(self) -> None:
         """Pause fetching while the store fails or the writer is full; poll() keeps the membership alive."""
@@ -523,14 +601,18 @@ class KafkaCollector:
             if unpaused:
                 self._consumer.pause(*unpaused)
             if not self._paused:
-                log.warning("pausing %d partition(s): the store is failing or behind", len(assignment))
+                # Being behind is routine while a backlog drains; only a failing store is worth a warning.
+                if self._writer.failing:
+                    log.warning("pausing %d partition(s): the store is failing", len(assignment))
+                else:
+                    log.debug("pausing %d partition(s): the writer is behind", len(assignment))
                 self._paused = True
                 self._metrics.paused.set(1)
         elif self._paused:
             paused = self._consumer.paused()
             if paused:
                 self._consumer.resume(*paused)
-            log.info("resuming fetching")
+            log.debug("resuming fetching")
             self._paused = False
             self._metrics.paused.set(0)
 
@@ -597,10 +679,7 @@ class KafkaCollector:
         """On a worker thread while the poll thread waits in poll(): store everything, return what to commit."""
         self.revocations += 1
         self._metrics.rebalances.labels("revoked").inc()
-        with self._lock:
-            records = self._pending.take()
-        if records:
-            self._writer.submit(self._preparer.prepare(records))
+        self._submit_pending()
         timeout = self._revoke_timeout_s
         if self._writer.failing:
             # The store is down: the group should not wait long for a flush that will not happen.

@@ -28,11 +28,16 @@ class KafkaMetrics:
             registry=self.registry,
         )
         self.batch_messages = Histogram(
-            "llmpulse_kafka_batch_messages", "Kafka messages per batch.", buckets=BATCH_ROWS_BUCKETS,
+            "llmpulse_kafka_batch_messages", "Kafka messages per ClickHouse insert.", buckets=BATCH_ROWS_BUCKETS,
             registry=self.registry,
         )
         self.insert_seconds = Histogram(
             "llmpulse_kafka_insert_duration_seconds", "Duration of one ClickHouse insert attempt of a batch.",
+            buckets=INSERT_SECONDS_BUCKETS, registry=self.registry,
+        )
+        self.prepare_seconds = Histogram(
+            "llmpulse_kafka_prepare_duration_seconds",
+            "Time to decode, validate and price one batch (in a worker process when there are workers).",
             buckets=INSERT_SECONDS_BUCKETS, registry=self.registry,
         )
         self.insert_failures = Counter(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +25,7 @@ from collector.kafka.dead_letter import (
 )
 from collector.kafka.decoders import default_decoders
 from collector.kafka.metrics import KafkaMetrics
+from collector.kafka.prepare_pool import PrepareConfig, PreparePool
 from collector.pricing import PriceCatalog
 from collector.rows import EventBatch, Rejection
 from collector.store import ClickHouseEventStore, EventSink, WriteResult
@@ -43,6 +47,16 @@ BIG = 5 * 1024 * 1024
 @pytest.fixture(scope="module")
 def validator() -> EventValidator:
     return EventValidator(prices=PriceCatalog())
+
+
+@pytest.fixture(scope="module")
+def prepare_pool() -> Iterator[PreparePool]:
+    """Two prepare worker processes (the default of `llmpulse collect`), shared by the tests that use them:
+    a collector handed a running pool uses it and leaves it running."""
+    pool = PreparePool(processes=2, config=PrepareConfig())
+    pool.start(wait=True)
+    yield pool
+    pool.stop()
 
 
 @pytest.fixture()
@@ -137,6 +151,7 @@ def test_100k_events_are_stored_exactly_once_with_their_cost(
     kafka_topic: Callable[..., str],
     store_client: Client,
     collectors: Callable[..., KafkaCollector],
+    prepare_pool: PreparePool,
 ) -> None:
     events = simulated_events(100_000)
     expected = expected_totals(events)
@@ -147,8 +162,9 @@ def test_100k_events_are_stored_exactly_once_with_their_cost(
     produce(kafka_bootstrap, topic, encode_messages(events[20_000:], per_message=100))
 
     started = time.monotonic()
+    # Prepared in worker processes, as `llmpulse collect` does by default.
     collector = collectors([topic], f"{topic}-g", ClickHouseEventStore(store_client), dlq_topic=dlq,
-                           batch_max_messages=20_000)
+                           batch_max_messages=20_000, prepare_pool=prepare_pool)
     wait_until(lambda: stored(store_client) >= expected.events, timeout=120, what="100,000 stored events")
     elapsed = time.monotonic() - started
     collector.stop()
@@ -310,6 +326,113 @@ def _read_all(bootstrap: str, topic: str, *, expected: int) -> list[tuple[bytes,
     finally:
         consumer.close()
     return got
+
+
+# -- (4b) prepare worker processes: many small batches in flight ----------------------------------
+
+
+class RecordingSink:
+    """The real store, noting the event_ids of each insert in the order the writer makes them."""
+
+    def __init__(self, inner: EventSink) -> None:
+        self._inner = inner
+        self.inserts: list[list[str]] = []
+
+    def write_events(self, batch: EventBatch, *, dedup_token: str | None = None) -> WriteResult:
+        result = self._inner.write_events(batch, dedup_token=dedup_token)
+        self.inserts.append(batch.event_ids)
+        return result
+
+    def write_rejections(self, rejections: Sequence[Rejection]) -> None:
+        self._inner.write_rejections(rejections)
+
+
+def test_batches_prepared_by_workers_are_stored_in_offset_order_exactly_once(
+    kafka_bootstrap: str,
+    kafka_topic: Callable[..., str],
+    store_client: Client,
+    collectors: Callable[..., KafkaCollector],
+    prepare_pool: PreparePool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = kafka_topic("pooled")  # one partition: offset order is one total order to check
+    dlq = kafka_topic("pooled-dlq")
+    events = simulated_events(3_000, seed=9)
+    messages: list[bytes | None] = []
+    for start in range(0, len(events), 100):
+        # Alternate single events and arrays of 20, so batches take the workers different times.
+        chunk = events[start : start + 100]
+        messages.extend(encode_messages(chunk, per_message=1 if start % 200 else 20))
+    messages[10:10] = [b'{"event_id": "broken", ']  # whole message unreadable
+    messages[500:500] = [orjson.dumps([{"event_id": "no-model", "app": "a"}])]  # one bad item
+    messages[900:900] = [None]  # a tombstone
+    produce(kafka_bootstrap, topic, messages, keys=[b"k"] * len(messages))
+    valid = [event["event_id"] for event in events]
+
+    caplog.set_level(logging.WARNING, logger="collector.kafka")
+    sink = RecordingSink(ClickHouseEventStore(store_client))
+    # Batches of 100 messages: ~30 of them, several in preparation while earlier ones are inserted.
+    collector = collectors([topic], f"{topic}-g", sink, dlq_topic=dlq, prepare_pool=prepare_pool,
+                           batch_max_messages=100, max_poll_records=100, batch_max_seconds=0.1)
+    wait_until(lambda: committed_offsets(kafka_bootstrap, f"{topic}-g", topic, 1)[0] == {0: len(messages)},
+               timeout=90, what="every message stored and committed", interval=0.5)
+    collector.stop()
+
+    # Stored in offset order, each event once, whatever order the workers finished their batches in.
+    assert [event_id for insert in sink.inserts for event_id in insert] == valid
+    rows, distinct, cost = totals(store_client)
+    assert (rows, distinct) == (3_000, 3_000)
+    assert costs_match(cost, expected_totals(events).cost_usd)
+    assert store_client.query("SELECT count() FROM rejected_events").result_rows[0][0] == 3
+    assert metric(collector, "llmpulse_kafka_messages_dead_lettered_total", {"topic": topic}) == 3
+    assert metric(collector, "llmpulse_kafka_prepare_duration_seconds_count") >= 10
+    assert not [r for r in caplog.records if "worker process failed" in r.getMessage()]
+
+    # Everything read again (a new group starts from the beginning, as after lost commits): nothing
+    # is counted twice.
+    again = collectors([topic], f"{topic}-again", sink, dlq_topic=dlq, prepare_pool=prepare_pool,
+                       batch_max_messages=100, max_poll_records=100, batch_max_seconds=0.1)
+    wait_until(lambda: committed_offsets(kafka_bootstrap, f"{topic}-again", topic, 1)[0] == {0: len(messages)},
+               timeout=90, what="the second pass", interval=0.5)
+    again.stop()
+    assert metric(again, "llmpulse_kafka_events_duplicate_total") == 3_000
+    assert totals(store_client)[:2] == (3_000, 3_000)
+
+
+def test_a_prepare_worker_killed_mid_stream_loses_and_doubles_nothing(
+    kafka_bootstrap: str,
+    kafka_topic: Callable[..., str],
+    store_client: Client,
+    collectors: Callable[..., KafkaCollector],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = kafka_topic("worker-kill", partitions=2)
+    dlq = kafka_topic("worker-kill-dlq")
+    events = simulated_events(10_000, seed=13)
+    produce(kafka_bootstrap, topic, encode_messages(events))
+    caplog.set_level(logging.WARNING, logger="collector.kafka")
+    pool = PreparePool(processes=2, config=PrepareConfig())  # its own: this test breaks it
+    pool.start(wait=True)
+    try:
+        collector = collectors([topic], f"{topic}-g", ClickHouseEventStore(store_client), dlq_topic=dlq,
+                               prepare_pool=pool, batch_max_messages=200, max_poll_records=200,
+                               batch_max_seconds=0.1)
+        wait_until(lambda: metric(collector, "llmpulse_kafka_offset_commits_total", {"when": "batch"}) >= 1,
+                   timeout=60, what="a first commit", interval=0.02)
+        victim = pool.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+        wait_until(lambda: stored(store_client) >= 10_000, timeout=90, what="all 10,000 stored")
+        collector.stop()
+    finally:
+        pool.stop()
+    rows, distinct, cost = totals(store_client)
+    assert (rows, distinct) == (10_000, 10_000)
+    assert costs_match(cost, expected_totals(events).cost_usd)
+    committed, end = committed_offsets(kafka_bootstrap, f"{topic}-g", topic, 2)
+    assert committed == end
+    assert stored(store_client) == 10_000
+    assert victim not in pool.worker_pids()
+    assert any("worker process" in r.getMessage() for r in caplog.records), "the worker's death went unnoticed"
 
 
 # -- (5) two collectors, one group, rebalances ----------------------------------------------------

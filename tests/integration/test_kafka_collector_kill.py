@@ -35,6 +35,27 @@ def _committed(broker: KafkaBroker, group: str) -> int:
     return sum(meta.offset for meta in offsets.values() if meta.offset >= 0)
 
 
+def _children(pid: int) -> set[int]:
+    """PIDs of the live processes whose parent is `pid` (the collector's prepare workers)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _start_collector(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -89,15 +110,21 @@ def test_sigkill_mid_stream_three_times_loses_and_doubles_nothing(
         if before >= total_messages:
             break
         proc = _start_collector(env, log)
+        workers: set[int] = set()
         try:
             # Kill only once this run has made progress of its own, at a random point after a commit:
             # sometimes mid-insert, sometimes between an insert and its commit.
             _wait(lambda before=before: _committed(kafka_broker, group) > before, 90, "progress", log)
             time.sleep(rng.uniform(0.0, 0.4))
+            workers = _children(proc.pid)
         finally:
             proc.kill()
             proc.wait(30)
         kills += 1
+        # `collect` prepares batches in worker processes (LLMPULSE_KAFKA_PREPARE_WORKERS, default 2); they
+        # must not outlive a collector killed with SIGKILL.
+        assert len(workers) >= 2, workers
+        _wait(lambda workers=workers: not any(_alive(pid) for pid in workers), 30, "the workers to exit", log)
     assert kills == KILLS, "the stream ended before every kill landed; produce more events"
     assert _committed(kafka_broker, group) < total_messages, "nothing left for the final run"
 

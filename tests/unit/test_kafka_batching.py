@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from collector.kafka.batching import BatchPreparer, PendingRecords
+from collector.kafka.batching import (
+    BatchPreparer,
+    PendingRecords,
+    PreparedBatch,
+    RawRecord,
+    compact_records,
+    merge_batches,
+)
 from collector.kafka.consumer import _Writer
 from collector.kafka.dead_letter import HEADER_OFFSET, HEADER_REASON, DeadLetter
 from collector.kafka.decoders import JsonEventDecoder, TopicDecoders, UndecodableMessage, default_decoders
@@ -23,6 +30,8 @@ from tests.support.events import make_event
 
 @dataclass(frozen=True)
 class Rec:
+    """Shaped like kafka-python's ConsumerRecord (the parts the collector reads)."""
+
     topic: str
     partition: int
     offset: int
@@ -32,9 +41,25 @@ class Rec:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
+class _Preparer:
+    """The module's BatchPreparer, fed with records shaped like kafka-python's, as the collector does."""
+
+    def __init__(self) -> None:
+        self.inner = BatchPreparer(validator=EventValidator(prices=PriceCatalog()), decoders=default_decoders())
+
+    def prepare(self, records: Sequence[Rec]) -> PreparedBatch:
+        return self.inner.prepare(compact_records(records))
+
+
 @pytest.fixture(scope="module")
-def preparer() -> BatchPreparer:
-    return BatchPreparer(validator=EventValidator(prices=PriceCatalog()), decoders=default_decoders())
+def preparer() -> _Preparer:
+    return _Preparer()
+
+
+def test_compact_records_keeps_what_the_collector_reads() -> None:
+    record = Rec("t", 3, 42, b"{}", key=b"k", timestamp=7, headers=[("h", b"v")])
+    compact: list[RawRecord] = compact_records([record])
+    assert compact == [("t", 3, 42, 7, b"k", b"{}", [("h", b"v")])]
 
 
 def test_json_decoder_reads_objects_and_arrays_and_names_broken_bytes() -> None:
@@ -61,7 +86,7 @@ def test_topic_encodings_pick_decoders_and_unknown_encodings_fail_at_start() -> 
         default_decoders({"spans": "protobuf"})
 
 
-def test_prepare_maps_each_rejection_to_its_message_and_dead_letters_it_once(preparer: BatchPreparer) -> None:
+def test_prepare_maps_each_rejection_to_its_message_and_dead_letters_it_once(preparer: _Preparer) -> None:
     no_model = make_event(3)
     del no_model["model"]
     records = [
@@ -88,7 +113,7 @@ def test_prepare_maps_each_rejection_to_its_message_and_dead_letters_it_once(pre
     assert batch.rejected_by_topic == {"t": 4}
 
 
-def test_dedup_token_follows_offsets_and_content(preparer: BatchPreparer) -> None:
+def test_dedup_token_follows_offsets_and_content(preparer: _Preparer) -> None:
     records = [Rec("t", p, o, orjson.dumps(make_event(p * 100 + o))) for p in (0, 1) for o in (0, 1)]
     token = preparer.prepare(records).dedup_token()
     # Re-delivered with partitions interleaved differently: same ranges, same token.
@@ -101,11 +126,11 @@ def test_dedup_token_follows_offsets_and_content(preparer: BatchPreparer) -> Non
 def test_pending_records_flush_triggers_and_partial_take() -> None:
     now = [100.0]
     pending = PendingRecords(clock=lambda: now[0])
-    pending.add([Rec("t", 0, 0, b"abc"), Rec("t", 1, 0, b"de")])
+    pending.add(compact_records([Rec("t", 0, 0, b"abc"), Rec("t", 1, 0, b"de"), Rec("t", 1, 1, None)]))
     now[0] += 2.5
-    assert (len(pending), pending.bytes, pending.age()) == (2, 5, 2.5)
+    assert (len(pending), pending.bytes, pending.age()) == (3, 5, 2.5)
     taken = pending.take({("t", 1)})
-    assert [r.partition for r in taken] == [1] and (len(pending), pending.bytes) == (1, 3)
+    assert [(r[1], r[2]) for r in taken] == [(1, 0), (1, 1)] and (len(pending), pending.bytes) == (1, 3)
 
 
 class _FailingSink:
@@ -142,7 +167,7 @@ class _FlakyLetters:
         pass
 
 
-def test_writer_retries_until_durable_and_never_repeats_a_finished_stage(preparer: BatchPreparer) -> None:
+def test_writer_retries_until_durable_and_never_repeats_a_finished_stage(preparer: _Preparer) -> None:
     sink, letters = _FailingSink(fail_events=2), _FlakyLetters(failures=1)
     writer = _Writer(sink=sink, dead_letters=letters, metrics=KafkaMetrics(), max_in_flight=2,
                      backoff_initial_s=0.01, backoff_max_s=0.02)
@@ -160,7 +185,7 @@ def test_writer_retries_until_durable_and_never_repeats_a_finished_stage(prepare
     assert not writer.failing
 
 
-def test_writer_discard_drops_offsets_of_a_batch_still_failing(preparer: BatchPreparer) -> None:
+def test_writer_discard_drops_offsets_of_a_batch_still_failing(preparer: _Preparer) -> None:
     sink = _FailingSink(fail_events=10**6)
     writer = _Writer(sink=sink, dead_letters=_FlakyLetters(0), metrics=KafkaMetrics(), max_in_flight=1,
                      backoff_initial_s=0.01, backoff_max_s=0.01)
@@ -176,3 +201,33 @@ def test_writer_discard_drops_offsets_of_a_batch_still_failing(preparer: BatchPr
     finally:
         writer.stop()
     assert writer.take_completed() == {}
+
+
+def test_take_batch_cuts_the_oldest_records_at_either_limit() -> None:
+    pending = PendingRecords(clock=lambda: 5.0)
+    pending.add(compact_records([Rec("t", i % 2, i // 2, b"x" * 10) for i in range(10)]))
+    first = pending.take_batch(max_messages=4, max_bytes=1_000)
+    assert [(r[1], r[2]) for r in first] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    assert (len(pending), pending.bytes, pending.first_at) == (6, 60, 5.0)  # the rest keeps its age
+    assert len(pending.take_batch(max_messages=100, max_bytes=35)) == 3  # 30 bytes fit, 40 do not
+    assert len(pending.take_batch(max_messages=100, max_bytes=1)) == 1  # one record always goes
+    assert len(pending.take_batch(max_messages=100, max_bytes=1_000)) == 2
+    assert (len(pending), pending.bytes, pending.first_at) == (0, 0, None)
+    assert pending.take_batch(max_messages=100, max_bytes=1_000) == []
+
+
+def test_merged_batches_commit_the_furthest_offsets_and_keep_everything_in_order(preparer: _Preparer) -> None:
+    first = preparer.prepare([Rec("t", 0, 0, orjson.dumps(make_event(1))), Rec("t", 1, 0, b"bad")])
+    second = preparer.prepare([Rec("t", 0, 1, orjson.dumps([make_event(2), {"x": 1}])), Rec("u", 0, 7, b"[]")])
+    merged = merge_batches([first, second])
+    assert merged.rows.event_ids == ["evt-000001", "evt-000002"]
+    assert [r.source_ref for r in merged.rejections] == ["t/1@0", "t/0@1"]
+    assert [letter.offset for letter in merged.dead_letters] == [0, 1]
+    assert merged.next_offsets == {("t", 0): 2, ("t", 1): 1, ("u", 0): 8}
+    assert merged.ranges == {("t", 0): (0, 1), ("t", 1): (0, 0), ("u", 0): (7, 7)}
+    assert (merged.messages, merged.rejected_by_topic) == (4, {"t": 2})
+    # Deterministic for the same parts, different from either part and from the other order.
+    assert merged.dedup_token() == merge_batches([first, second]).dedup_token()
+    assert merged.dedup_token() not in {first.dedup_token(), second.dedup_token(),
+                                        merge_batches([second, first]).dedup_token()}
+    assert merge_batches([first]) is first

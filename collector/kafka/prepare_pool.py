@@ -1,0 +1,302 @@
+"""Batch preparation (decode, validate, price, shape as Arrow) in worker processes, pipelined with polling.
+
+Preparing a batch is pure Python and holds the GIL for ~30-40 µs per event; in the poll thread it capped
+one collector at about one core. Worker processes take it off the collector's GIL: the poll thread hands
+each batch to the pool as compact tuples and goes back to polling, and the writer takes prepared batches
+strictly in submission order (`Preparation.result()` blocks until that batch is ready), so offsets are
+still committed in order and only after durability.
+
+Workers are spawned (not forked: the parent may already run chDB and other threads), build their own
+validator and decoders from a picklable `PrepareConfig`, ignore SIGINT (Ctrl-C reaches the whole process
+group; the collector drains and then stops them), and exit when the collector process dies, even by
+SIGKILL, instead of lingering as orphans.
+
+If a worker dies (OOM killer, a SIGTERM sent to the whole process group), its batches are prepared in the
+collector process instead and the pool is restarted for later batches: nothing is lost or reordered.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from collector.kafka.batching import BatchPreparer, Partition, PreparedBatch, RawRecord
+from collector.kafka.dead_letter import DeadLetter
+from collector.kafka.decoders import default_decoders
+from collector.pricing import PriceCatalog, PriceOverride
+from collector.rows import EventBatch, Rejection
+from collector.validation import EventValidator, IngestLimits
+
+log = logging.getLogger(__name__)
+
+# A broken pool is restarted at most this often; meanwhile batches are prepared in the collector process.
+_RESTART_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareConfig:
+    """What a worker needs to build the same validator and decoders as the collector process."""
+
+    limits: IngestLimits = field(default_factory=IngestLimits)
+    price_overrides: tuple[PriceOverride, ...] = ()
+    topic_encodings: Mapping[str, str] = field(default_factory=dict)
+
+    def build(self) -> BatchPreparer:
+        return BatchPreparer(
+            validator=EventValidator(prices=PriceCatalog(list(self.price_overrides)), limits=self.limits),
+            decoders=default_decoders(dict(self.topic_encodings)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WireBatch:
+    """A PreparedBatch as it crosses the process boundary: rows as Arrow IPC bytes (one memcpy to pickle)."""
+
+    arrow_ipc: bytes
+    rejections: list[Rejection]
+    dead_letters: list[DeadLetter]
+    next_offsets: dict[Partition, int]
+    ranges: dict[Partition, tuple[int, int]]
+    messages: int
+    rejected_by_topic: dict[str, int]
+    dedup_token: str
+    prepare_seconds: float
+
+
+def to_wire(batch: PreparedBatch) -> WireBatch:
+    table = batch.rows.to_arrow()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return WireBatch(
+        arrow_ipc=sink.getvalue().to_pybytes(),
+        rejections=batch.rejections,
+        dead_letters=batch.dead_letters,
+        next_offsets=batch.next_offsets,
+        ranges=batch.ranges,
+        messages=batch.messages,
+        rejected_by_topic=batch.rejected_by_topic,
+        dedup_token=batch.dedup_token(),
+        prepare_seconds=batch.prepare_seconds,
+    )
+
+
+def from_wire(wire: WireBatch) -> PreparedBatch:
+    table = pa.ipc.open_stream(wire.arrow_ipc).read_all()
+    return PreparedBatch(
+        rows=EventBatch.from_arrow(table),
+        rejections=wire.rejections,
+        dead_letters=wire.dead_letters,
+        next_offsets=wire.next_offsets,
+        ranges=wire.ranges,
+        messages=wire.messages,
+        rejected_by_topic=wire.rejected_by_topic,
+        prepare_seconds=wire.prepare_seconds,
+        _token=wire.dedup_token,
+    )
+
+
+# -- worker process side ----------------------------------------------------------------------------
+
+_worker_preparer: BatchPreparer | None = None
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
+
+
+def _init_worker(config: PrepareConfig) -> None:
+    global _worker_preparer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        # ProcessPoolExecutor workers otherwise outlive a SIGKILLed parent, blocked on their task queue.
+        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+    _worker_preparer = config.build()
+    # The first timezone-aware timestamp pyarrow converts loads its time zone database (~0.4 s): now,
+    # rather than in the first batch.
+    pa.array([datetime.now(UTC)], type=pa.timestamp("ms", tz="UTC"))
+    # What exists now (modules, validators, the price catalog) lives as long as the worker: keep it out of
+    # every later collection.
+    gc.freeze()
+
+
+def _prepare_in_worker(records: list[RawRecord]) -> WireBatch:
+    assert _worker_preparer is not None, "worker not initialised"
+    # A batch allocates hundreds of thousands of objects (decoded JSON, models, rows), nearly all freed by
+    # reference counting when it is done; the cyclic collector, triggered every 700 allocations meanwhile,
+    # took ~30% of the worker's time re-scanning them. It runs again once the batch is done.
+    gc.disable()
+    try:
+        return to_wire(_worker_preparer.prepare(records))
+    finally:
+        gc.enable()
+
+
+
+def _worker_pid(_: int) -> int:
+    return os.getpid()
+
+
+# -- collector process side -------------------------------------------------------------------------
+
+
+class Preparation(Protocol):
+    """A batch being prepared; the writer waits for it in submission order."""
+
+    def done(self) -> bool: ...
+    def add_done_callback(self, callback: Callable[[], None]) -> None: ...
+    def result(self) -> PreparedBatch: ...
+
+
+class Prepared:
+    """A batch prepared in this process (no worker pool, or the pool's fallback)."""
+
+    def __init__(self, batch: PreparedBatch) -> None:
+        self._batch = batch
+
+    def done(self) -> bool:
+        return True
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        callback()
+
+    def result(self) -> PreparedBatch:
+        return self._batch
+
+
+class PooledPreparation:
+    """A batch being prepared by a worker; falls back to `fallback` in this process if the worker fails."""
+
+    def __init__(
+        self, future: Future[WireBatch], records: list[RawRecord], fallback: Callable[[list[RawRecord]], PreparedBatch]
+    ) -> None:
+        self._future = future
+        self._records: list[RawRecord] | None = records
+        self._fallback = fallback
+        self._batch: PreparedBatch | None = None
+
+    def done(self) -> bool:
+        return self._batch is not None or self._future.done()
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        self._future.add_done_callback(lambda _: callback())
+
+    def result(self) -> PreparedBatch:
+        if self._batch is None:
+            try:
+                self._batch = from_wire(self._future.result())
+            except Exception as exc:
+                assert self._records is not None
+                log.warning("preparing a batch of %d messages in a worker process failed (%s: %s); "
+                            "preparing it in the collector process", len(self._records), type(exc).__name__, exc)
+                self._batch = self._fallback(self._records)
+            self._records = None  # the batch holds what is needed from here on
+        return self._batch
+
+
+class PreparePool:
+    """A fixed pool of worker processes that prepare batches; `start()`/`stop()` bracket its life."""
+
+    def __init__(self, *, processes: int, config: PrepareConfig) -> None:
+        if processes < 1:
+            raise ValueError("a prepare pool needs at least one process")
+        self.processes = processes
+        self._config = config
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._restarted_at = float("-inf")
+
+    @property
+    def running(self) -> bool:
+        return self._executor is not None
+
+    def start(self, *, wait: bool = False) -> None:
+        """Spawn the workers; `wait`: until each has imported and built its preparer (seconds under load)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._new_executor()
+            executor = self._executor
+        # Spawning is lazy in ProcessPoolExecutor: one task per worker starts them all now, in parallel
+        # with the group join, rather than at the first batch.
+        warm = [executor.submit(_worker_pid, i) for i in range(self.processes)]
+        if wait:
+            for future in warm:
+                future.result()
+
+    def stop(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the live workers (for diagnostics and benchmarks)."""
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        return [p.pid for p in list(processes.values()) if p.pid is not None]
+
+    def submit(self, records: list[RawRecord]) -> Future[WireBatch]:
+        with self._lock:
+            if self._executor is None:
+                raise RuntimeError("the prepare pool is not started")
+            try:
+                return self._executor.submit(_prepare_in_worker, records)
+            except BrokenProcessPool:
+                # A worker died (OOM killer, a signal to the process group): the executor refuses all work
+                # from then on. Batches already handed to it fall back to in-process preparation.
+                if time.monotonic() - self._restarted_at < _RESTART_INTERVAL_S:
+                    raise  # workers that keep dying: batches are prepared in-process until the next try
+                log.warning("a prepare worker process died; restarting the pool")
+                self._restarted_at = time.monotonic()
+                broken, self._executor = self._executor, self._new_executor()
+            executor = self._executor
+        broken.shutdown(wait=False, cancel_futures=True)
+        return executor.submit(_prepare_in_worker, records)
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self._config,),
+        )
+
+
+class Preparer:
+    """Where the collector's batches get prepared: in worker processes when a pool is given, else here."""
+
+    def __init__(self, local: BatchPreparer, pool: PreparePool | None = None) -> None:
+        self._local = local
+        self.pool = pool
+
+    @property
+    def workers(self) -> int:
+        return self.pool.processes if self.pool is not None else 0
+
+    def prepare_here(self, records: Sequence[RawRecord]) -> PreparedBatch:
+        return self._local.prepare(records)
+
+    def submit(self, records: list[RawRecord]) -> Preparation:
+        if self.pool is None or not self.pool.running:
+            return Prepared(self._local.prepare(records))
+        try:
+            future = self.pool.submit(records)
+        except Exception as exc:
+            log.warning("the prepare pool refused a batch (%s); preparing it in the collector process", exc)
+            return Prepared(self._local.prepare(records))
+        return PooledPreparation(future, records, self._local.prepare)
