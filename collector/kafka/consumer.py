@@ -91,6 +91,9 @@ class KafkaConsumerConfig:
     max_poll_interval_ms: int = 300_000
     max_partition_fetch_bytes: int = 8 * 1024 * 1024
     fetch_max_bytes: int = 64 * 1024 * 1024
+    # A member that joins before a topic's metadata is visible gets no partitions until the next refresh;
+    # kafka-python's default of 5 minutes would leave a new topic (or new partitions) unconsumed that long.
+    metadata_max_age_ms: int = 30_000
     # None: check record CRCs only when the `crc32c` C extension is installed. kafka-python's pure-Python
     # CRC-32C costs ~10x the rest of consuming; brokers validate CRCs on produce and TCP checksums cover
     # the wire, so the check only guards against corruption at rest on the broker.
@@ -116,6 +119,7 @@ def build_consumer(config: KafkaConsumerConfig) -> KafkaConsumer:
         max_poll_interval_ms=config.max_poll_interval_ms,
         max_partition_fetch_bytes=config.max_partition_fetch_bytes,
         fetch_max_bytes=config.fetch_max_bytes,
+        metadata_max_age_ms=config.metadata_max_age_ms,
         check_crcs=check_crcs,
         **dict(config.extra),
     )

@@ -78,6 +78,7 @@ def collectors(kafka_bootstrap: str, validator: EventValidator) -> Iterator[Call
             "session_timeout_ms": 6_000,
             "heartbeat_interval_ms": 500,
             "max_poll_interval_ms": 30_000,
+            "metadata_max_age_ms": 2_000,
             **(consumer or {}),
         }
         tuning = {

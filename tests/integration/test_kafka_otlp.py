@@ -30,7 +30,11 @@ def _collector(bootstrap: str, topic: str, dlq: str, group: str, client: Client)
     collector = KafkaCollector(
         build_consumer(
             KafkaConsumerConfig(
-                bootstrap=bootstrap, group_id=group, session_timeout_ms=6_000, heartbeat_interval_ms=500
+                bootstrap=bootstrap,
+                group_id=group,
+                session_timeout_ms=6_000,
+                metadata_max_age_ms=2_000,
+                heartbeat_interval_ms=500,
             )
         ),
         topics=[topic],
