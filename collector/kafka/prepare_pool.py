@@ -1,6 +1,6 @@
 """Batch preparation (decode, validate, price, shape as Arrow) in worker processes, pipelined with polling.
 
-Preparing a batch is pure Python and holds the GIL for ~30-40 µs per event; in the poll thread it capped
+Preparing a batch is pure Python and holds the GIL for ~30-50 µs per event; on the poll thread it capped
 one collector at about one core. Worker processes take it off the collector's GIL: the poll thread hands
 each batch to the pool as compact tuples and goes back to polling, and the writer takes prepared batches
 strictly in submission order (`Preparation.result()` blocks until that batch is ready), so offsets are
@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -145,7 +146,6 @@ def _prepare_in_worker(records: list[RawRecord]) -> WireBatch:
         return to_wire(_worker_preparer.prepare(records))
     finally:
         gc.enable()
-
 
 
 def _worker_pid(_: int) -> int:
