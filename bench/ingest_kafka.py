@@ -33,6 +33,7 @@ import gc
 import io
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -255,7 +256,8 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     global CHDB_URL
-    CHDB_URL = f"chdb://{tempfile.mkdtemp(prefix='llmpulse-bench-kafka-')}"
+    data_dir = tempfile.mkdtemp(prefix="llmpulse-bench-kafka-")
+    CHDB_URL = f"chdb://{data_dir}"
 
     broker = None
     bootstrap = args.bootstrap
@@ -272,6 +274,7 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)  # ~0.5 GB of embedded store per run
 
 
 def _run(bootstrap: str, broker_pid: int | None, args: argparse.Namespace) -> None:

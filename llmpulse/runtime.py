@@ -100,8 +100,10 @@ def build_kafka_collector(
     from collector.kafka.decoders import default_decoders
     from collector.kafka.metrics import KafkaMetrics
     from collector.kafka.prepare_pool import PrepareConfig, PreparePool
+    from collector.otlp.mapping import OtlpOptions
 
-    decoders = default_decoders(settings.kafka_topic_encodings)
+    otlp_options = OtlpOptions.from_settings(settings)
+    decoders = default_decoders(settings.kafka_topic_encodings, otlp_options=otlp_options)
     consumer = build_consumer(
         KafkaConsumerConfig(
             bootstrap=settings.kafka_bootstrap,
@@ -130,7 +132,10 @@ def build_kafka_collector(
         PreparePool(
             processes=settings.kafka_prepare_workers,
             config=PrepareConfig(
-                limits=limits, price_overrides=tuple(overrides), topic_encodings=dict(settings.kafka_topic_encodings)
+                limits=limits,
+                price_overrides=tuple(overrides),
+                topic_encodings=dict(settings.kafka_topic_encodings),
+                otlp_options=otlp_options,
             ),
         )
         if settings.kafka_prepare_workers

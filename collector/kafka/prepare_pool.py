@@ -37,6 +37,7 @@ import pyarrow as pa
 from collector.kafka.batching import BatchPreparer, Partition, PreparedBatch, RawRecord
 from collector.kafka.dead_letter import DeadLetter
 from collector.kafka.decoders import default_decoders
+from collector.otlp.mapping import OtlpOptions
 from collector.pricing import PriceCatalog, PriceOverride
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits
@@ -54,11 +55,12 @@ class PrepareConfig:
     limits: IngestLimits = field(default_factory=IngestLimits)
     price_overrides: tuple[PriceOverride, ...] = ()
     topic_encodings: Mapping[str, str] = field(default_factory=dict)
+    otlp_options: OtlpOptions | None = None
 
     def build(self) -> BatchPreparer:
         return BatchPreparer(
             validator=EventValidator(prices=PriceCatalog(list(self.price_overrides)), limits=self.limits),
-            decoders=default_decoders(dict(self.topic_encodings)),
+            decoders=default_decoders(dict(self.topic_encodings), otlp_options=self.otlp_options),
         )
 
 

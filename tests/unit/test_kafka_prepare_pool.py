@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -180,3 +181,47 @@ def test_worker_processes_use_the_configured_limits_and_prices() -> None:
         pool.stop()
     assert "1,024-byte limit" in remote.rejections[0].reason
     same(remote, local.prepare(records))
+
+
+def _otlp_chat_span(feature: str) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    def kv(key: str, value: str | int) -> KeyValue:
+        any_value = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+        return KeyValue(key=key, value=any_value)
+
+    start = 1_795_000_000_000_000_000
+    chat = Span(
+        trace_id=bytes(range(16)), span_id=bytes(range(8)), name="chat gpt-4o", kind=Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=start, end_time_unix_nano=start + 800_000_000,
+        attributes=[kv("gen_ai.operation.name", "chat"), kv("gen_ai.provider.name", "openai"),
+                    kv("gen_ai.request.model", "gpt-4o"), kv("gen_ai.usage.input_tokens", 1000),
+                    kv("gen_ai.usage.output_tokens", 200), kv("shop.feature", feature)],
+    )
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        resource=Resource(attributes=[kv("service.name", "checkout")]), scope_spans=[ScopeSpans(spans=[chat])]
+    )])
+    return request.SerializeToString()
+
+
+def test_workers_decode_other_encodings_with_the_configured_options(caplog: pytest.LogCaptureFixture) -> None:
+    from collector.otlp.mapping import OtlpOptions
+
+    caplog.set_level(logging.WARNING, logger="collector.kafka")
+    config = PrepareConfig(
+        topic_encodings={"spans": "otlp_proto"}, otlp_options=OtlpOptions(feature_attributes=("shop.feature",))
+    )
+    pool = PreparePool(processes=1, config=config)
+    pool.start()
+    try:
+        batch = Preparer(config.build(), pool).submit([("spans", 0, 0, 0, None, _otlp_chat_span("refunds"), [])])
+        assert isinstance(batch, PooledPreparation)
+        prepared = batch.result()
+    finally:
+        pool.stop()
+    assert not caplog.records  # prepared by the worker, not by the in-process fallback
+    assert prepared.rejections == []
+    assert prepared.rows.column("feature") == ["refunds"] and prepared.rows.column("app") == ["checkout"]
