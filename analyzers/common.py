@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from analyzers.findings import AnalysisContext, Observation
+from analyzers.findings import AlertName, AnalysisContext, Observation, Severity
 from analyzers.rules import AppRules, BaselineRules, Rules
 from analyzers.series import LiveSeriesSource, Range, SeriesSource, floor_minute
-from analyzers.stats import adjust
+from analyzers.stats import SRE_BURN_TIERS, BurnAlert, adjust
 
 
 def rules_of(ctx: AnalysisContext) -> Rules:
@@ -159,3 +159,38 @@ def fmt_usd(x: float) -> str:
 
 def label_text(labels: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in labels.items() if v)
+
+
+# Every window the SRE workbook's multiwindow, multi-burn-rate tiers look at, shortest first.
+BURN_SPANS: tuple[timedelta, ...] = tuple(sorted({t.long for t in SRE_BURN_TIERS} | {t.short for t in SRE_BURN_TIERS}))
+
+
+def burn_observation(
+    ctx: AnalysisContext,
+    alertname: AlertName,
+    labels: dict[str, str],
+    at: datetime,
+    alert: BurnAlert,
+    *,
+    summary: str,
+    evidence: str,
+    dashboard: str,
+) -> Observation:
+    """An SLO burning too fast: severity and threshold come from the tier that fired."""
+    tier = alert.tier
+    return Observation(
+        alertname=alertname,
+        severity=Severity(tier.severity),
+        labels=labels,
+        at=at,
+        value=alert.short_burn,
+        baseline=1.0,
+        threshold=tier.factor,
+        summary=summary,
+        evidence=evidence,
+        details={
+            "long_window": fmt_window(tier.long),
+            "short_window": fmt_window(tier.short),
+            "dashboard_url": dashboard_link(ctx, dashboard, labels, tier.long),
+        },
+    )

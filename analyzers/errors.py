@@ -7,7 +7,9 @@ from datetime import timedelta
 import numpy as np
 
 from analyzers.common import (
+    BURN_SPANS,
     Candidate,
+    burn_observation,
     dashboard_link,
     fmt_window,
     label_text,
@@ -24,7 +26,7 @@ from analyzers.common import (
 from analyzers.findings import AlertName, AnalysisContext, AnalyzerResult, Observation, Severity
 from analyzers.rules import AbsenceRules
 from analyzers.series import WindowSet
-from analyzers.stats import SRE_BURN_TIERS, binomial_sf, burn_rate, multiwindow_burn, poisson_cdf
+from analyzers.stats import binomial_sf, burn_rate, multiwindow_burn, poisson_cdf
 
 APP_DIMS: tuple[str, ...] = ("app", "environment")
 MODEL_DIMS: tuple[str, ...] = ("environment", "provider", "model")
@@ -123,7 +125,7 @@ class ErrorRateAnalyzer:
             return []
         source = source_of(ctx)
         at = run_at(ctx)
-        spans = sorted({t.long for t in SRE_BURN_TIERS} | {t.short for t in SRE_BURN_TIERS})
+        spans = BURN_SPANS
         ws = source.windows(APP_DIMS, [(at - s, at) for s in spans])
         out: list[Observation] = []
         for g in range(ws.size):
@@ -140,14 +142,8 @@ class ErrorRateAnalyzer:
                 continue
             t = alert.tier
             out.append(
-                Observation(
-                    alertname=AlertName.AVAILABILITY_SLO_BURN,
-                    severity=Severity(t.severity),
-                    labels=labels,
-                    at=at,
-                    value=alert.short_burn,
-                    baseline=1.0,
-                    threshold=t.factor,
+                burn_observation(
+                    ctx, AlertName.AVAILABILITY_SLO_BURN, labels, at, alert,
                     summary=(
                         f"{label_text(labels)} burns its {objective:.2%} availability SLO "
                         f"{alert.long_burn:.1f}x too fast"
@@ -157,11 +153,7 @@ class ErrorRateAnalyzer:
                         f"{alert.short_burn:.1f} over {fmt_window(t.short)}, both >= {t.factor:g} "
                         "(SRE workbook multiwindow, multi-burn-rate tier)"
                     ),
-                    details={
-                        "long_window": fmt_window(t.long),
-                        "short_window": fmt_window(t.short),
-                        "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, t.long),
-                    },
+                    dashboard="llmpulse-reliability",
                 )
             )
         return out

@@ -7,7 +7,9 @@ from datetime import timedelta
 import numpy as np
 
 from analyzers.common import (
+    BURN_SPANS,
     Candidate,
+    burn_observation,
     dashboard_link,
     fmt_ms,
     fmt_window,
@@ -22,7 +24,6 @@ from analyzers.common import (
 )
 from analyzers.findings import AlertName, AnalysisContext, AnalyzerResult, Observation, Severity
 from analyzers.stats import (
-    SRE_BURN_TIERS,
     burn_rate,
     hist_fraction_above,
     hist_quantiles,
@@ -147,7 +148,7 @@ class LatencyAnalyzer:
             return []
         source = source_of(ctx)
         at = run_at(ctx)
-        spans = sorted({t.long for t in SRE_BURN_TIERS} | {t.short for t in SRE_BURN_TIERS})
+        spans = BURN_SPANS
         ws = source.windows(("app", "environment"), [(at - s, at) for s in spans], hist=True)
         if ws.latency_hist is None:
             return []
@@ -169,14 +170,8 @@ class LatencyAnalyzer:
                 continue
             t = alert.tier
             out.append(
-                Observation(
-                    alertname=AlertName.LATENCY_SLO_BURN,
-                    severity=Severity(t.severity),
-                    labels=labels,
-                    at=at,
-                    value=alert.short_burn,
-                    baseline=1.0,
-                    threshold=t.factor,
+                burn_observation(
+                    ctx, AlertName.LATENCY_SLO_BURN, labels, at, alert,
                     summary=(
                         f"{label_text(labels)} burns its latency SLO ({slo.latency_objective:.2%} under "
                         f"{fmt_ms(slo.latency_threshold_ms)}) {alert.long_burn:.1f}x too fast"
@@ -186,11 +181,7 @@ class LatencyAnalyzer:
                         f"{fmt_window(t.short)}, both >= {t.factor:g} (SRE workbook multiwindow tier); "
                         "slow share estimated from the rollup's latency histogram, failed calls count as slow"
                     ),
-                    details={
-                        "long_window": fmt_window(t.long),
-                        "short_window": fmt_window(t.short),
-                        "dashboard_url": dashboard_link(ctx, "llmpulse-latency", labels, t.long),
-                    },
+                    dashboard="llmpulse-latency",
                 )
             )
         return out
