@@ -984,11 +984,17 @@ LIMIT 100""",
                              Column("drifted_now", display="Drifted"),
                              Column("reference_start", display="Reference from"),
                              Column("reference_end", display="Reference to"))),
+        # A drift finding is observed at the end of the window that drifted, so first_seen is the end of the
+        # episode's first window: the episode starts one window earlier (its length is in details.current).
         Panel(6, "Inputs during the latest drift", "A sample of what users sent while the most recent drift "
               "finding held (its app and feature), to see what changed.", Viz.TABLE,
               f"""WITH latest AS
 (
-    SELECT labels['app'] AS d_app, labels['feature'] AS d_feature, first_seen AS d_start, last_seen AS d_end
+    SELECT labels['app'] AS d_app, labels['feature'] AS d_feature,
+           first_seen - toIntervalSecond(ifNull(dateDiff('second',
+               parseDateTime64BestEffortOrNull(JSONExtractString(details, 'current', 1)),
+               parseDateTime64BestEffortOrNull(JSONExtractString(details, 'current', 2))), 0)) AS d_start,
+           last_seen AS d_end
     FROM findings FINAL
     WHERE alertname = 'LLMInputDrift' AND (state = 'firing' OR $__timeFilter(last_seen)) AND {FF}
     ORDER BY last_seen DESC
