@@ -7,8 +7,8 @@ A real broker (scripts/kafka.sh, unless --bootstrap is given) runs on this machi
 with simulated traffic first (one event per message, and/or JSON arrays of N events per message); then,
 per repetition:
 
-  (b) a raw clickhouse-connect insert (`insert_arrow`, what the store uses) of the same rows, validated
-      beforehand, in 20,000-row chunks into a fresh embedded database: the ceiling of the store;
+  (b) a raw clickhouse-connect insert (`insert_arrow` with the store's insert settings) of the same rows,
+      validated beforehand, in 20,000-row chunks into a fresh embedded database: the ceiling of the store;
 
 and per topic:
 
@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from collector.kafka.decoders import default_decoders  # noqa: E402
 from collector.kafka.metrics import KafkaMetrics  # noqa: E402
 from collector.pricing import PriceCatalog  # noqa: E402
 from collector.rows import EventBatch  # noqa: E402
-from collector.store import ClickHouseEventStore  # noqa: E402
+from collector.store import EVENTS_INSERT_SETTINGS, ClickHouseEventStore  # noqa: E402
 from collector.validation import EventValidator, RawItem  # noqa: E402
 from llmpulse.clickhouse import connect  # noqa: E402
 from llmpulse.migrate import Retention, migrate  # noqa: E402
@@ -90,6 +90,22 @@ def cpu_seconds(pid: int | None, tid: int | None = None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def thread_cpu_by_name(pid: int, skip: set[int]) -> dict[str, float]:
+    """CPU seconds so far of a process's threads grouped by thread name (chDB names its threads), minus `skip`."""
+    by_name: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if int(task.name) in skip:
+            continue
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        # Numbered pools ("QueryPipelineEx3") are one pool.
+        name = name.rstrip("0123456789") or name
+        by_name[name] = by_name.get(name, 0.0) + cpu_seconds(pid, int(task.name))
+    return by_name
 
 
 def load_average() -> str:
@@ -125,7 +141,8 @@ def raw_insert(rows: EventBatch, chunk: int = RAW_INSERT_CHUNK) -> tuple[float, 
     table = rows.to_arrow()
     started, cpu = time.perf_counter(), time.process_time()
     for offset in range(0, table.num_rows, chunk):
-        client.insert_arrow("events", table.slice(offset, chunk))
+        # The store's insert settings (no event_id lookup): the best the store could do with these rows.
+        client.insert_arrow("events", table.slice(offset, chunk), settings=EVENTS_INSERT_SETTINGS)
     return time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -137,6 +154,8 @@ class CollectorRun:
     # threads (chDB's engine threads, kafka-python's IO thread), the prepare workers, the broker JVM.
     cpu: dict[str, float]
     profile: str
+    # "other collector threads" by thread name.
+    other_threads: dict[str, float] = field(default_factory=dict)
 
 
 def collector_run(
@@ -202,10 +221,14 @@ def collector_run(
             time.sleep(0.002)
         started = time.perf_counter()
         cpu = cpu_now()
+        assert collector._thread is not None and collector._writer._thread is not None
+        named_threads = {t for t in (collector._thread.native_id, collector._writer._thread.native_id) if t is not None}
+        others = thread_cpu_by_name(me, named_threads)
         while stored() < events:
             time.sleep(0.02)  # reading the registry costs GIL time the collector's threads would miss
         elapsed = time.perf_counter() - started
         cpu_end = cpu_now()
+        others_end = thread_cpu_by_name(me, named_threads)
         collector.stop()
     finally:
         if pool is not None:
@@ -219,7 +242,7 @@ def collector_run(
         report += f"\n--- cProfile, {name} (top 14 by own time) ---\n" + _trim(out.getvalue())
     return CollectorRun(
         seconds=elapsed, events_per_insert=stored() / inserts, cpu={k: cpu_end[k] - cpu[k] for k in cpu},
-        profile=report,
+        profile=report, other_threads={k: v - others.get(k, 0.0) for k, v in others_end.items()},
     )
 
 
@@ -334,6 +357,9 @@ def _run(bootstrap: str, broker_pid: int | None, args: argparse.Namespace) -> No
                       f"= {rate / bare_rate:.2f} x (a), {rate / raw_rate:.2f} x (b); "
                       f"{run.events_per_insert:,.0f} events per insert")
                 print(f"      CPU µs/event: {cpu}; total {sum(run.cpu.values()) * us:.0f}")
+                top = sorted(run.other_threads.items(), key=lambda item: -item[1])[:6]
+                print("      other collector threads by name, µs/event: "
+                      + ", ".join(f"{name} {seconds * us:.1f}" for name, seconds in top if seconds * us >= 0.1))
     print(f"\nload average at the end: {load_average()}")
 
     summary = "median of" if args.repeat > 1 else "from"

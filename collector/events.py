@@ -17,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     model_validator,
 )
 
@@ -39,7 +38,7 @@ class Status(StrEnum):
     ERROR = "error"
 
 
-def _parse_timestamp(value: Any) -> Any:
+def parse_timestamp(value: Any) -> Any:
     """Epoch milliseconds (number) or RFC 3339 with an explicit offset; never a bare local time."""
     if isinstance(value, bool):
         raise ValueError("expected RFC 3339 with offset or epoch milliseconds, got a boolean")
@@ -64,8 +63,14 @@ def _parse_timestamp(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_parse_timestamp)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(parse_timestamp)]
 ShortText = Annotated[str, Field(max_length=512)]
+# Stored as UInt32: a larger count is a client bug, and rejecting it keeps it from failing a whole batch.
+MAX_TOKEN_COUNT = 2**32 - 1
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKEN_COUNT)]
+# 30 days: longer than any call or agent run, and an end time that stays a representable date.
+MAX_DURATION_MS = 30 * 24 * 3600 * 1000
+DurationMs = Annotated[float, Field(ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
 
 
 class Usage(BaseModel):
@@ -73,11 +78,11 @@ class Usage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_tokens: NonNegativeInt = 0
-    output_tokens: NonNegativeInt = 0
-    cache_read_input_tokens: NonNegativeInt = 0
-    cache_creation_input_tokens: NonNegativeInt = 0
-    reasoning_output_tokens: NonNegativeInt = 0
+    input_tokens: TokenCount = 0
+    output_tokens: TokenCount = 0
+    cache_read_input_tokens: TokenCount = 0
+    cache_creation_input_tokens: TokenCount = 0
+    reasoning_output_tokens: TokenCount = 0
 
 
 class ChatMessage(BaseModel):
@@ -108,7 +113,7 @@ class TraceEvent(BaseModel):
     start_time: Annotated[
         Timestamp, Field(description="RFC 3339 with offset, or epoch milliseconds.", json_schema_extra={})
     ]
-    latency_ms: NonNegativeFloat | None = Field(
+    latency_ms: DurationMs | None = Field(
         default=None, description="Wall time of the call; required unless end_time is given."
     )
     end_time: Timestamp | None = Field(
@@ -128,7 +133,7 @@ class TraceEvent(BaseModel):
     user_id: ShortText | None = None
     session_id: ShortText | None = None
     usage: Usage = Field(default_factory=Usage)
-    ttft_ms: NonNegativeFloat | None = Field(default=None, description="Time to first token (streams).")
+    ttft_ms: DurationMs | None = Field(default=None, description="Time to first token (streams).")
     status: Status = Status.OK
     error_type: ShortText | None = None
     finish_reason: ShortText | None = None

@@ -9,13 +9,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
 from clickhouse_connect.driver.client import Client
 
 from collector.rows import REJECTION_COLUMNS, EventBatch, Rejection
 
-_LOOKUP_CHUNK = 5_000
-# 5,000 ids of up to 256 bytes each, escaped, plus the query around them.
-_MAX_LOOKUP_QUERY_BYTES = 4 * 1024 * 1024
+# Every insert into `events` (each also carries its own insert_deduplication_token).
+EVENTS_INSERT_SETTINGS: dict[str, object] = {
+    "insert_deduplicate": 1,
+    # ClickHouse would otherwise run every inserted block (and each materialized view's block) through the
+    # table engine's merge logic, copying every column, to collapse rows with equal sorting keys. There are
+    # none: the writer inserts an event_id once per batch, and the views group by their tables' full sorting
+    # keys. Measured on chDB: ~7 µs less CPU per event, later merges included.
+    "optimize_on_insert": 0,
+}
+# Ids per lookup query: 20,000 ids of up to 256 bytes each, JSON- and SQL-escaped, stay within a few MiB.
+_LOOKUP_CHUNK = 20_000
 
 
 def _quote(value: str) -> str:
@@ -78,9 +87,7 @@ class ClickHouseEventStore:
             if len(fresh):
                 token = dedup_token or self._token([event_ids[i] for i in keep])
                 self._client.insert_arrow(
-                    "events",
-                    fresh.to_arrow(),
-                    settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
+                    "events", fresh.to_arrow(), settings={**EVENTS_INSERT_SETTINGS, "insert_deduplication_token": token}
                 )
         dropped = frozenset(range(len(batch))) - frozenset(keep) if len(keep) != len(batch) else frozenset()
         return WriteResult(inserted=len(fresh), duplicates=len(dropped), duplicate_positions=dropped)
@@ -113,18 +120,20 @@ class ClickHouseEventStore:
         stored: set[str] = set()
         for offset in range(0, len(keep), _LOOKUP_CHUNK):
             chunk = keep[offset : offset + _LOOKUP_CHUNK]
-            # The id list is quoted here: clickhouse-connect's parameter binding escapes strings one
-            # character at a time in Python, which cost more than the lookup itself.
-            id_list = ",".join(_quote(event_ids[i]) for i in chunk)
+            # The ids travel as ONE string literal holding a JSON array, unpacked by ClickHouse: parsing
+            # thousands of separate literals cost ClickHouse ~7 µs per id (more than inserting the event),
+            # and clickhouse-connect scans each quoted literal with a Python callback; one literal costs
+            # ~2 µs per id in all. (Its parameter binding escapes strings in Python, one character at a time.)
+            ids_json = _quote(orjson.dumps([event_ids[i] for i in chunk]).decode())
             result = self._client.query(
                 "SELECT event_id FROM events "
                 "WHERE start_time BETWEEN {earliest:DateTime64(3, 'UTC')} AND {latest:DateTime64(3, 'UTC')} "
-                f"AND event_id IN ({id_list})",
+                f"AND event_id IN (SELECT arrayJoin(JSONExtract({ids_json}, 'Array(String)')))",
                 parameters={
                     "earliest": _from_ms(min(times_ms[i] for i in chunk)),
                     "latest": _from_ms(max(times_ms[i] for i in chunk)),
                 },
-                settings={"max_query_size": _MAX_LOOKUP_QUERY_BYTES},
+                settings={"max_query_size": len(ids_json) + 4096},
             )
             stored.update(row[0] for row in result.result_rows)
         return stored

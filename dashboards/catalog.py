@@ -958,9 +958,8 @@ _DRIFT_FINDINGS = (
 
 
 def drift_panels() -> tuple[Panel, ...]:
-    """Drift as the drift analyzer reports it through findings (score, threshold, its evidence naming the
-    reference period), and a sample of the inputs of the latest drift episode. The drift tables themselves
-    (issue 6) are not in the schema yet; these panels read what every analyzer writes."""
+    """Drift as the drift analyzer stores it per run (`drift_results`: effect, threshold, the reference period),
+    and a sample of the inputs of the latest `LLMInputDrift` episode (`findings` joined to `events`)."""
     return (
         Panel(links.PANEL_DRIFT_SCORES, "Drift by feature", "Latest drift check per app, feature and what was "
               "measured: the effect against its threshold (a finding fires past it) and the reference period it "
