@@ -3,7 +3,7 @@
     .venv/bin/python bench/drift_perf.py [--events 100000] [--texts 5000]
 
 Stores two windows of simulated traffic (one hour each, `--events` calls in each) in an embedded store of
-its own, then times:
+its own, waits until ClickHouse's background merges of that load stop (nothing forced), then times:
   1. one drift run over both windows, numeric and categorical features only (ClickHouse aggregates);
   2. the text tests on `--texts`-text samples per window (featurize + classifier + rank test), per group;
 and, as the baseline, pulling the same windows' raw columns out of ClickHouse into Python (what a tool
@@ -14,6 +14,7 @@ ClickHouse saves.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -54,12 +55,30 @@ def load(client, start: datetime, events_per_hour: int) -> int:
     return total
 
 
+def settle(client, quiet_s: float = 3.0, timeout_s: float = 120.0) -> int:
+    """Wait until ClickHouse's own background merges of the load have stopped (no merge for `quiet_s`), so
+    the timings don't share the 2 cores with them; returns the active parts left (nothing is forced)."""
+    sql = "SELECT count() FROM system.merges WHERE database = currentDatabase() AND table = 'events'"
+    started = quiet_since = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        now = time.perf_counter()
+        if client.query(sql).result_rows[0][0]:
+            quiet_since = now
+        elif now - quiet_since >= quiet_s:
+            break
+        time.sleep(0.25)
+    return int(client.query("SELECT count() FROM system.parts WHERE database = currentDatabase() "
+                            "AND table = 'events' AND active").result_rows[0][0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000, help="calls per one-hour window")
     ap.add_argument("--texts", type=int, default=5000, help="texts per window for the text test")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    print("load average (1/5/15 min) at start {:.2f} {:.2f} {:.2f} ({} cores)".format(*os.getloadavg(),
+                                                                                    os.cpu_count()))
     tmp = tempfile.mkdtemp(prefix="drift-perf-")
     client = connect(f"chdb://{tmp}", database="perf")
     migrate(client)
@@ -67,6 +86,9 @@ def main() -> None:
     t0 = time.perf_counter()
     stored = load(client, start, args.events)
     print(f"stored {stored:,} events in {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
+    parts = settle(client)
+    print(f"background merges settled after {time.perf_counter() - t0:.1f}s: {parts} active parts")
     at = start + timedelta(hours=2)
     rows = client.query(
         "SELECT countIf(start_time >= {c:DateTime64(3)}), countIf(start_time < {c:DateTime64(3)}) FROM events",
@@ -83,7 +105,7 @@ def main() -> None:
         runs.append(time.perf_counter() - t)
     tests = sum(len(g.tests) for g in run.groups)
     print(f"drift run, numeric+categorical: {min(runs):.2f}s best of {args.repeat} "
-          f"({len(run.groups)} groups, {tests} tests)")
+          f"(all runs: {', '.join(f'{r:.2f}' for r in runs)}; {len(run.groups)} groups, {tests} tests)")
 
     t = time.perf_counter()
     raw = client.query(
@@ -114,6 +136,7 @@ def main() -> None:
     text_s = time.perf_counter() - t
     print(f"text drift, input+output texts, {len(ref_in):,}+{len(cur_in):,} texts: {text_s:.2f}s "
           f"(auc {a.effect:.3f} p {a.p_value:.2g}; auc {b.effect:.3f} p {b.p_value:.2g})")
+    print("load average (1/5/15 min) at end {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The drift analyzer: each run compares every group's current window with its reference.
 
 Per run: pick each group's reference (a pinned period, else the same clock window on previous days when
-they hold enough traffic, else the hours just before the current window), compute reference quantiles,
-bin and category counts in ClickHouse and draw a bounded text sample; test every feature; control the
-false discovery rate across all tests of all groups; store every result in drift_results; and report a
-group's direction as drifted only when this run and enough recent runs (2 of 3 by default) agree.
+they hold enough traffic, else the hours just before the current window), count every feature's values per
+group and side in one ClickHouse pass (bins, quantiles and category counts follow from those) and draw a
+bounded text sample; test every feature; control the false discovery rate across all tests of all groups;
+store every result in drift_results; and report a group's direction as drifted only when this run and
+enough recent runs (2 of 3 by default) agree.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from analyzers.drift.detect import (
     CategoricalInput,
     DriftConfig,
     FeatureTest,
-    NumericInput,
     TextInput,
     Verdict,
     apply_fdr,
     evaluate_categorical,
     evaluate_numeric,
     evaluate_text,
+    numeric_input,
     shows_format,
     verdicts,
 )
@@ -128,12 +129,12 @@ class DriftAnalyzer:
         skipped: list[tuple[dict[str, str], str]] = []
         ready: list[GroupRun] = []
         cfg = s.detect
-        nstats: dict[tuple[GroupKey, str], queries.NumericStats] = {}
+        aggregates: dict[tuple[GroupKey, int], queries.SideAggregates] = {}
         if groups:
-            nstats = queries.numeric_stats(client, self._scope(current, groups), cfg.bins)
+            aggregates = queries.window_aggregates(client, self._scope(current, groups))
         for g in groups:
-            first = nstats.get((g.key, NUMERIC[0].name))
-            g.n_reference, g.n_current = (first.n_reference, first.n_current) if first else (0, 0)
+            g.n_reference = aggregates[(g.key, 0)].n if (g.key, 0) in aggregates else 0
+            g.n_current = aggregates[(g.key, 1)].n if (g.key, 1) in aggregates else 0
             if g.n_current < cfg.min_events or g.n_reference < cfg.min_events:
                 skipped.append((g.labels, f"{g.n_current} calls now / {g.n_reference} in the reference; "
                                           f"needs {cfg.min_events} each for a verdict"))
@@ -141,7 +142,7 @@ class DriftAnalyzer:
             else:
                 ready.append(g)
         if ready:
-            self._test(client, current, ready, nstats)
+            self._test(client, current, ready, aggregates)
         run = DriftRun(at, current, groups, skipped)
         self._persist(client, run)
         if s.store_results:
@@ -203,48 +204,38 @@ class DriftAnalyzer:
 
     def _test(
         self, client: Client, current: Range, groups: Sequence[GroupRun],
-        nstats: Mapping[tuple[GroupKey, str], queries.NumericStats],
+        aggregates: Mapping[tuple[GroupKey, int], queries.SideAggregates],
     ) -> None:
         s = self.settings
         cfg = s.detect
         scope = self._scope(current, groups)
         all_pins = drift_store.pinned_references(client) if any(g.reference_kind == "pinned" for g in groups) else []
         pins = {g.key: drift_store.reference_for(g.labels, all_pins) for g in groups if g.reference_kind == "pinned"}
-        edges: dict[tuple[GroupKey, str], np.ndarray] = {}
-        for g in groups:
-            pin = pins.get(g.key)
-            for f in NUMERIC:
-                stored = pin.edges.get(f.name) if pin is not None else None
-                if stored is not None:
-                    edges[(g.key, f.name)] = np.asarray(stored, dtype=np.float64)
-                elif (g.key, f.name) in nstats:
-                    edges[(g.key, f.name)] = np.unique(nstats[(g.key, f.name)].quantiles)
-        counts = queries.feature_counts(client, scope, edges)
         samples = queries.text_sample(client, scope, cfg.text_sample) if s.text else {}
         rng = np.random.default_rng(cfg.seed)
         all_tests: list[tuple[GroupRun, FeatureTest]] = []
+        none = queries.SideAggregates()
         for g in groups:
+            ref_a, cur_a = aggregates.get((g.key, 0), none), aggregates.get((g.key, 1), none)
             ref_s, cur_s = samples.get((g.key, 0)), samples.get((g.key, 1))
+            pin = pins.get(g.key)
             for f in NUMERIC:
-                st = nstats.get((g.key, f.name))
-                e = edges.get((g.key, f.name))
-                if st is None or e is None:
+                if f.name not in ref_a.numeric or f.name not in cur_a.numeric:
                     continue
-                r = _bins(counts.get((g.key, 0, f.name), {}), len(e) + 1)
-                c = _bins(counts.get((g.key, 1, f.name), {}), len(e) + 1)
-                inp = NumericInput(
-                    f.name, f.direction, e, r, c, min(st.ref_min, st.cur_min), max(st.ref_max, st.cur_max),
-                    st.ref_mean, st.cur_mean, st.ref_std,
+                stored = pin.edges.get(f.name) if pin is not None else None
+                inp = numeric_input(
+                    f.name, f.direction, ref_a.numeric[f.name], cur_a.numeric[f.name], cfg.bins,
+                    None if stored is None else np.asarray(stored, dtype=np.float64),
                     np.asarray(ref_s.numeric[f.name]) if ref_s else None,
                     np.asarray(cur_s.numeric[f.name]) if cur_s else None,
                 )
                 all_tests.append((g, evaluate_numeric(inp, cfg, rng)))
             declared = s.output_formats.get(f"{g.labels.get('app', '')}/{g.labels.get('feature', '')}")
             for f in CATEGORICAL:
-                ref_counts = counts.get((g.key, 0, f.name), {})
+                ref_counts = ref_a.categorical.get(f.name, {})
                 if f.needs_format and declared != "json" and not shows_format(ref_counts):
                     continue
-                inp_c = CategoricalInput(f.name, f.direction, ref_counts, counts.get((g.key, 1, f.name), {}))
+                inp_c = CategoricalInput(f.name, f.direction, ref_counts, cur_a.categorical.get(f.name, {}))
                 all_tests.extend((g, t) for t in evaluate_categorical(inp_c, cfg, rng))
             for name, direction in (("input_text", Direction.INPUT), ("output_text", Direction.OUTPUT)):
                 ref_t = [t for t in getattr(ref_s, name, [])] if ref_s else []
@@ -328,15 +319,6 @@ class DriftAnalyzer:
             evidence="\n".join(lines),
             details=details,
         )
-
-
-def _bins(counts: Mapping[str, int], n: int) -> np.ndarray:
-    out = np.zeros(n, dtype=np.float64)
-    for k, v in counts.items():
-        i = int(k)
-        if 0 <= i < n:
-            out[i] += v
-    return out
 
 
 def _describe(t: FeatureTest) -> list[str]:

@@ -83,6 +83,7 @@ REFUSAL_PATTERN = (
     r")"
 )
 _REFUSAL_RE = re.compile(REFUSAL_PATTERN)
+_REFUSAL_LOWER_RE = re.compile(REFUSAL_PATTERN.removeprefix("(?i)"))  # all its literals are lower case
 
 # A message list carrying a tool result or a non-text part (image, file, audio) as clients send them.
 ATTACHMENT_PATTERN = (
@@ -95,7 +96,8 @@ _ATTACHMENT_RE = re.compile(ATTACHMENT_PATTERN)
 TOOL_CALL_PATTERN = r"\"tool_calls\".*?\"name\"\s*:\s*\"([^\"]+)\""
 _TOOL_CALL_RE = re.compile(TOOL_CALL_PATTERN)
 
-_WORD_RE = re.compile(r"[a-z]+")
+_LATIN_BYTES = bytes(b if 97 <= b <= 122 else 32 for b in range(256))
+_WORD_LANGUAGE_BYTES: dict[bytes, int] = {w.encode(): i for w, i in WORD_LANGUAGE.items()}
 _BLANK_RE = re.compile(r"\s*", re.ASCII)
 
 
@@ -106,6 +108,7 @@ def _script_class(ranges: tuple[tuple[int, int], ...]) -> str:
 _SCRIPT_RES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(f"[{_script_class(r)}]")) for name, r in SCRIPTS
 )
+_ANY_SCRIPT_RE = re.compile("[" + "".join(_script_class(r) for _, r in SCRIPTS) + "]")
 
 
 # ------------------------------------------------------------------------------------------- Python
@@ -121,24 +124,44 @@ def language(text: str, tail: bool = False) -> str:
     prefix = text[-LANGUAGE_PREFIX_CHARS:] if tail else text[:LANGUAGE_PREFIX_CHARS]
     if _BLANK_RE.fullmatch(prefix):
         return EMPTY
-    need = max(SCRIPT_MIN_CHARS, SCRIPT_MIN_SHARE * len(prefix))
-    for name, rx in _SCRIPT_RES:
-        if len(rx.findall(prefix)) >= need:
-            return name
-    counts = [0] * len(STOPWORDS)
-    for word in _WORD_RE.findall(prefix.lower()):
-        idx = WORD_LANGUAGE.get(word)
-        if idx:
-            counts[idx - 1] += 1
+    # Most texts have no character of any listed script: ASCII, or one search, rules all nine scripts out.
+    if not prefix.isascii() and (script := _script(prefix)) is not None:
+        return script
+    # The `[a-z]+` words of the lower-cased text, split without a regex: bytes outside a-z become spaces (UTF-8
+    # encodes every non-ASCII character with bytes >= 0x80, so no character is cut and none joins a word).
+    words = prefix.lower().encode("utf-8", "surrogatepass").translate(_LATIN_BYTES).split()
+    ids = [i for i in map(_WORD_LANGUAGE_BYTES.get, words) if i]
+    counts = [ids.count(i) for i in range(1, len(STOPWORDS) + 1)]
     best = max(counts)
     if best < LATIN_MIN_HITS or counts.count(best) > 1:
         return UNKNOWN_LATIN
     return LATIN_LANGUAGES[counts.index(best)]
 
 
+def _script(prefix: str) -> str | None:
+    if _ANY_SCRIPT_RE.search(prefix) is None:
+        return None
+    need = max(SCRIPT_MIN_CHARS, SCRIPT_MIN_SHARE * len(prefix))
+    for name, rx in _SCRIPT_RES:
+        if len(rx.findall(prefix)) >= need:
+            return name
+    return None
+
+
 @lru_cache(maxsize=1 << 18)
 def is_refusal(text: str) -> bool:
-    return _REFUSAL_RE.search(text[:REFUSAL_PREFIX_CHARS]) is not None
+    prefix = text[:REFUSAL_PREFIX_CHARS]
+    if prefix.isascii():
+        # On ASCII text, case-insensitive matching is plain matching of the lower-cased text: same answer,
+        # ~6x faster than Python's case-insensitive regex.
+        return _REFUSAL_LOWER_RE.search(prefix.lower()) is not None
+    return _REFUSAL_RE.search(prefix) is not None
+
+
+def clear_caches() -> None:
+    """Forget every cached descriptor (benchmarks time descriptors from scratch)."""
+    language.cache_clear()
+    is_refusal.cache_clear()
 
 
 def is_valid_json(text: str) -> bool:
@@ -191,7 +214,8 @@ def sql_language(column: str, tail: bool = False) -> str:
     words = list(WORD_LANGUAGE)
     words_sql = "[" + ",".join(_sql_str(w) for w in words) + "]"
     ids_sql = "[" + ",".join(str(WORD_LANGUAGE[w]) for w in words) + "]"
-    ids = f"arrayMap(w -> transform(w, {words_sql}, {ids_sql}, 0), extractAll(lowerUTF8({p}), '[a-z]+'))"
+    # alphaTokens = runs of bytes a-z/A-Z: on lower-cased UTF-8 exactly the `[a-z]+` words, without a regex.
+    ids = f"arrayMap(w -> transform(w, {words_sql}, {ids_sql}, 0), alphaTokens(lowerUTF8({p})))"
     # Written so each costly part appears once: ClickHouse does not share work between repeated
     # lambda expressions, but a lambda's arguments are computed once.
     counts = f"arrayMap(i -> countEqual({ids}, i), range(1, {len(STOPWORDS) + 1}))"

@@ -14,6 +14,7 @@ analyzer feeds counts computed in ClickHouse into the same `test_*` functions.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -100,19 +101,36 @@ def insufficient(feature: str, direction: Direction, kind: str, n_ref: int, n_cu
 # ---------------------------------------------------------------------------------------- numeric
 
 
-def quantile_edges(values: npt.ArrayLike, bins: int) -> F64:
-    """Interior bin edges at the reference's quantiles, duplicates dropped (atoms keep a bin of their own)."""
+def quantile_edges(values: npt.ArrayLike, bins: int, counts: npt.ArrayLike | None = None) -> F64:
+    """Interior bin edges at the reference's quantiles, duplicates dropped (atoms keep a bin of their own).
+
+    `counts` (optional) says how many calls took each value, as ClickHouse returns them; the edges are then
+    exactly those of the expanded values (numpy's inverted-CDF quantiles).
+    """
     v = np.asarray(values, dtype=np.float64)
-    if len(v) == 0:
-        return np.zeros(0)
     levels = np.arange(1, bins) / bins
-    return np.unique(np.quantile(v, levels, method="inverted_cdf"))
+    if counts is None:
+        return np.unique(np.quantile(v, levels, method="inverted_cdf")) if len(v) else np.zeros(0)
+    w = np.asarray(counts, dtype=np.float64)
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(w[order])
+    if len(v) == 0 or cum[-1] <= 0:
+        return np.zeros(0)
+    # numpy's inverted_cdf: position n*q - 1, rounded up unless whole (same float arithmetic).
+    index = cum[-1] * levels - 1
+    below = np.floor(index)
+    pos = np.maximum(np.where(index - below == 0, below, below + 1), 0)
+    return np.unique(v[np.searchsorted(cum, pos, side="right")])
 
 
-def bin_counts(values: npt.ArrayLike, edges: F64) -> F64:
-    """Counts in (-inf, e1], (e1, e2], ..., (e_m, inf): as `arrayCount(e -> e < x, edges)` in SQL."""
+def bin_counts(values: npt.ArrayLike, edges: F64, counts: npt.ArrayLike | None = None) -> F64:
+    """Counts in (-inf, e1], (e1, e2], ..., (e_m, inf): as `arrayCount(e -> e < x, edges)` in SQL.
+
+    `counts` (optional): how many calls took each value.
+    """
     idx = np.searchsorted(edges, np.asarray(values, dtype=np.float64), side="left")
-    return np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
+    weights = None if counts is None else np.asarray(counts, dtype=np.float64)
+    return np.bincount(idx, weights=weights, minlength=len(edges) + 1).astype(np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +147,32 @@ class NumericInput:
     reference_std: float
     reference_sample: F64 | None = None  # raw values (a seeded sample) for the rank test
     current_sample: F64 | None = None
+
+
+def numeric_input(
+    feature: str,
+    direction: Direction,
+    reference: tuple[F64, F64],
+    current: tuple[F64, F64],
+    bins: int,
+    edges: F64 | None = None,
+    reference_sample: F64 | None = None,
+    current_sample: F64 | None = None,
+) -> NumericInput:
+    """A numeric test's input from each side's (distinct values, counts); edges from the reference's quantiles
+    unless given (a pinned reference stores its own)."""
+    (rv, rc), (cv, cc) = reference, current
+    if edges is None:
+        edges = quantile_edges(rv, bins, rc)
+    both = np.concatenate([rv[rc > 0], cv[cc > 0]])
+    n_r, n_c = float(rc.sum()), float(cc.sum())
+    r_mean = float(rv @ rc) / n_r if n_r else 0.0
+    r_std = math.sqrt(max(float(((rv - r_mean) ** 2) @ rc) / n_r, 0.0)) if n_r else 0.0
+    return NumericInput(
+        feature, direction, edges, bin_counts(rv, edges, rc), bin_counts(cv, edges, cc),
+        float(both.min()) if len(both) else 0.0, float(both.max()) if len(both) else 0.0,
+        r_mean, float(cv @ cc) / n_c if n_c else 0.0, r_std, reference_sample, current_sample,
+    )
 
 
 def _ties_allow(a: F64, b: F64, max_tie_share: float) -> bool:
@@ -251,7 +295,7 @@ def evaluate_text(inp: TextInput, cfg: DriftConfig, rng: np.random.Generator) ->
         return insufficient(inp.feature, inp.direction, Kind.TEXT, n_r, n_c,
                             f"needs {cfg.min_texts} non-empty texts per window")
     res = text_drift(inp.reference, inp.current, rng, reference_docs=inp.reference_docs,
-                     current_docs=inp.current_docs, null_quantile=cfg.null_quantile, resamples=cfg.null_resamples)
+                     current_docs=inp.current_docs, null_quantile=cfg.null_quantile)
     details = {
         "rising_terms": [{"term": t.text, "reference": t.reference_share, "current": t.current_share}
                          for t in res.rising],
@@ -384,11 +428,9 @@ def _sample_index(n: int, limit: int, rng: np.random.Generator) -> npt.NDArray[n
 
 
 def _count(values: Sequence[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        if v != SKIP:
-            out[v] = out.get(v, 0) + 1
-    return out
+    out = Counter(values)
+    out.pop(SKIP, None)
+    return dict(out)
 
 
 def group_verdicts(

@@ -68,7 +68,7 @@ def _num(name: str) -> Callable[[Window], F64]:
 
 
 def _length(name: str) -> Callable[[Window], F64]:
-    return lambda w: np.fromiter((len(t) for t in w[name]), dtype=np.float64, count=len(w[name]))
+    return lambda w: np.fromiter(map(len, w[name]), dtype=np.float64, count=len(w[name]))
 
 
 def _or_none(name: str) -> Callable[[Window], list[str]]:

@@ -1,8 +1,10 @@
 """ClickHouse side of drift: which events a run compares, and the aggregates it needs.
 
-Everything that can be aggregated is aggregated in ClickHouse (group sizes, reference quantiles, bin
-counts with the reference's edges, category counts, descriptor flags); raw rows leave the store only as a
-bounded, seeded text sample (`ORDER BY cityHash64(event_id, seed) LIMIT n BY group, side`).
+Everything that can be aggregated is aggregated in ClickHouse, in one pass per run: each call's features
+(descriptors included) are computed once and counted per distinct value, per group and side (numeric
+features are counts of tokens or characters, so their distinct values are few); quantiles, bins and moments
+follow exactly from those counts. Raw rows leave the store only as a bounded, seeded text sample
+(`ORDER BY cityHash64(event_id, seed) LIMIT n BY group, side`).
 
 Each event is on a side: 1 = current window, 0 = its group's reference, -1 = neither. When
 `one_call_per_trace` is set, each (group, side, trace) contributes one call, chosen by a seeded hash: the
@@ -15,15 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from clickhouse_connect.driver.client import Client
 
 from analyzers.drift.features import CATEGORICAL, NUMERIC, Feature
 
 GroupKey = tuple[str, ...]
 Range = tuple[datetime, datetime]
+F64 = npt.NDArray[np.float64]
 
 
 def ts(t: datetime) -> str:
@@ -125,17 +128,6 @@ def window_counts(
     return out
 
 
-def side_counts(client: Client, scope: Scope) -> dict[GroupKey, tuple[int, int]]:
-    """(reference, current) calls per group, as the tests will count them (one per trace if so set)."""
-    sql = (
-        f"SELECT {scope.group_cols}, countIf(_side = 0), countIf(_side = 1) FROM "
-        f"(SELECT {scope.group_cols}, {scope.side_expr()} AS _side FROM events WHERE {scope.where()}) "
-        f"GROUP BY {scope.group_cols}"
-    )
-    k = len(scope.group_by)
-    return {tuple(str(v) for v in r[:k]): (int(r[k]), int(r[k + 1])) for r in client.query(sql).result_rows}
-
-
 def subtract(ranges: Sequence[Range], holes: Sequence[Range]) -> list[Range]:
     """The parts of `ranges` outside every hole."""
     out = list(_merge(ranges))
@@ -153,111 +145,87 @@ def subtract(ranges: Sequence[Range], holes: Sequence[Range]) -> list[Range]:
     return out
 
 
-# ----------------------------------------------------------------------------------- numeric stats
+# ------------------------------------------------------------------------------ value counts, one pass
 
 
 @dataclass
-class NumericStats:
-    """One numeric feature of one group; `n_reference`/`n_current` are the group's calls per side."""
+class SideAggregates:
+    """One side (reference or current) of one group: how many calls take each value of each feature."""
 
-    quantiles: np.ndarray  # reference quantiles at the bin levels
-    ref_min: float
-    ref_max: float
-    ref_mean: float
-    ref_std: float
-    cur_min: float = 0.0
-    cur_max: float = 0.0
-    cur_mean: float = 0.0
-    n_reference: int = 0
-    n_current: int = 0
+    n: int = 0  # calls
+    numeric: dict[str, tuple[F64, F64]] = field(default_factory=dict)  # feature -> (values ascending, counts)
+    categorical: dict[str, dict[str, int]] = field(default_factory=dict)  # feature -> {category: calls}
 
 
-def numeric_stats(
-    client: Client, scope: Scope, bins: int, features: Sequence[Feature] = NUMERIC
-) -> dict[tuple[GroupKey, str], NumericStats]:
-    """Reference quantiles (for bin edges), min/max/mean per side and the reference's std, per group."""
-    levels = ", ".join(f"{i / bins:.6f}" for i in range(1, bins))
-    aggs = []
-    for f in features:
-        x = f.sql
-        aggs.append(
-            f"quantilesExactIf({levels})({x}, _side = 0), minIf({x}, _side = 0), maxIf({x}, _side = 0), "
-            f"avgIf({x}, _side = 0), stddevPopIf({x}, _side = 0), minIf({x}, _side = 1), "
-            f"maxIf({x}, _side = 1), avgIf({x}, _side = 1)"
-        )
-    sql = (
-        f"SELECT {scope.group_cols}, countIf(_side = 0), countIf(_side = 1), {', '.join(aggs)} FROM "
-        f"(SELECT *, {scope.side_expr()} AS _side FROM events WHERE {scope.where()}) "
-        f"GROUP BY {scope.group_cols}"
-    )
-    out: dict[tuple[GroupKey, str], NumericStats] = {}
-    k = len(scope.group_by)
-    for row in client.query(sql).result_rows:
-        key = tuple(str(v) for v in row[:k])
-        n_ref, n_cur = int(row[k]), int(row[k + 1])
-        vals = row[k + 2 :]
-        for i, f in enumerate(features):
-            q, rmin, rmax, rmean, rstd, cmin, cmax, cmean = vals[8 * i : 8 * i + 8]
-            out[(key, f.name)] = NumericStats(
-                np.asarray(q, dtype=np.float64), _f(rmin), _f(rmax), _f(rmean), _f(rstd), _f(cmin), _f(cmax),
-                _f(cmean), n_ref, n_cur,
-            )
-    return out
-
-
-def _f(v: Any) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return 0.0
-    return x if np.isfinite(x) else 0.0
-
-
-# ------------------------------------------------------------------------------------------ counts
-
-
-def feature_counts(
+def window_aggregates(
     client: Client,
     scope: Scope,
-    edges: Mapping[tuple[GroupKey, str], np.ndarray],
     numeric: Sequence[Feature] = NUMERIC,
     categorical: Sequence[Feature] = CATEGORICAL,
-) -> dict[tuple[GroupKey, int, str], dict[str, int]]:
-    """(group, side, feature) -> {bin index or category: count}; bins use each group's reference edges."""
-    withs: list[str] = []
-    pairs: list[tuple[str, str]] = []
-    for f in numeric:
-        entries = ", ".join(
-            f"{lit(chr(0x1F).join(g))}, [{', '.join(repr(float(e)) for e in es)}]::Array(Float64)"
-            for (g, name), es in edges.items() if name == f.name
-        )
-        if not entries:
-            continue
-        var = f"_edges_{f.name}"
-        withs.append(f"map({entries}) AS {var}")
-        pairs.append((f.name, f"toString(arrayCount(e -> e < {f.sql}, {var}[{scope.key_expr()}]))"))
-    for f in categorical:
-        pairs.append((f.name, f.sql))
-    with_sql = ("WITH " + ", ".join(withs) + " ") if withs else ""
-    # One map of counts per (group, side): sumMap avoids exploding every call into a row per feature.
-    keys = "[" + ", ".join(f"concat({lit(name + chr(0x1F))}, {expr})" for name, expr in pairs) + "]"
-    sql = (
-        f"{with_sql}SELECT {scope.group_cols}, {scope.side_expr()} AS _side, "
-        f"sumMap(_k, arrayResize(CAST([], 'Array(UInt64)'), length(_k), toUInt64(1))) "
-        f"FROM (SELECT *, {keys} AS _k FROM events WHERE {scope.where()}) "
-        f"GROUP BY {scope.group_cols}, _side"
+) -> dict[tuple[GroupKey, int], SideAggregates]:
+    """Value counts of every feature, per group and side, in ONE pass over the events.
+
+    Each call's features (descriptors included) are computed once and counted per distinct value; the
+    reference quantiles, bins, min/max, mean and spread all follow exactly from these counts in Python, so
+    no second pass is needed to bin with edges the first pass found. The numeric features are counts
+    (tokens, characters): their distinct values are few (a few thousand per window), whatever the traffic.
+    """
+    if not numeric:
+        raise ValueError("window_aggregates needs at least one numeric feature (it counts the calls)")
+    features = [*numeric, *categorical]
+    cols = ", ".join(f"{f.sql} AS _f{i}" for i, f in enumerate(features))
+    cells = ", ".join(
+        [f"tuple(toUInt8({i}), toFloat64(_f{i}), '')" for i in range(len(numeric))]
+        + [f"tuple(toUInt8({i}), toFloat64(0), toString(_f{i}))" for i in range(len(numeric), len(features))]
     )
-    out: dict[tuple[GroupKey, int, str], dict[str, int]] = {}
+    sql = (
+        f"SELECT {scope.group_cols}, _side, _cell.1 AS _feature, _cell.2 AS _x, _cell.3 AS _category, count() "
+        f"FROM (SELECT {scope.group_cols}, {scope.side_expr()} AS _side, {cols} FROM events WHERE {scope.where()}) "
+        f"ARRAY JOIN [{cells}] AS _cell "
+        f"GROUP BY {scope.group_cols}, _side, _feature, _x, _category"
+    )
     k = len(scope.group_by)
+    values: dict[tuple[GroupKey, int, int], tuple[list[float], list[int]]] = {}
+    out: dict[tuple[GroupKey, int], SideAggregates] = {}
     for row in client.query(sql).result_rows:
-        key = tuple(str(v) for v in row[:k])
-        side = int(row[k])
-        names, sums = row[k + 1]
-        for name, n in zip(names, sums, strict=True):
-            fname, _, value = str(name).partition("\x1f")
-            if value != "":
-                out.setdefault((key, side, fname), {})[value] = int(n)
+        key, side, fi = tuple(str(v) for v in row[:k]), int(row[k]), int(row[k + 1])
+        count = int(row[k + 4])
+        agg = out.get((key, side))
+        if agg is None:
+            agg = out[(key, side)] = SideAggregates()
+        if fi < len(numeric):
+            vs = values.setdefault((key, side, fi), ([], []))
+            vs[0].append(float(row[k + 2]))
+            vs[1].append(count)
+            if fi == 0:
+                agg.n += count  # every call has exactly one value of each numeric feature
+        elif (category := str(row[k + 3])) != "":  # '' = not applicable to this call
+            agg.categorical.setdefault(features[fi].name, {})[category] = count
+    for (key, side, fi), (xs, ns) in values.items():
+        x, c = np.asarray(xs, dtype=np.float64), np.asarray(ns, dtype=np.float64)
+        order = np.argsort(x, kind="stable")
+        out[(key, side)].numeric[numeric[fi].name] = (x[order], c[order])
     return out
+
+
+def numeric_value_counts(
+    client: Client, where: str, numeric: Sequence[Feature] = NUMERIC
+) -> tuple[int, dict[str, tuple[F64, F64]]]:
+    """Calls matching `where` and, per numeric feature, its distinct values (ascending) with their counts."""
+    cols = ", ".join(f"{f.sql} AS _f{i}" for i, f in enumerate(numeric))
+    cells = ", ".join(f"tuple(toUInt8({i}), toFloat64(_f{i}))" for i in range(len(numeric)))
+    rows = client.query(
+        f"SELECT _cell.1 AS _feature, _cell.2 AS _x, count() FROM (SELECT {cols} FROM events WHERE {where}) "
+        f"ARRAY JOIN [{cells}] AS _cell GROUP BY _feature, _x ORDER BY _feature, _x"
+    ).result_rows
+    out: dict[str, tuple[list[float], list[int]]] = {f.name: ([], []) for f in numeric}
+    for fi, x, n in rows:
+        xs, ns = out[numeric[int(fi)].name]
+        xs.append(float(x))
+        ns.append(int(n))
+    calls = sum(out[numeric[0].name][1]) if numeric else 0
+    return calls, {k: (np.asarray(xs, dtype=np.float64), np.asarray(ns, dtype=np.float64)) for k, (xs, ns) in
+                   out.items()}
 
 
 # ------------------------------------------------------------------------------------------ sample

@@ -30,8 +30,15 @@ F64 = npt.NDArray[np.float64]
 
 HASH_BITS = 20
 _MASK = (1 << HASH_BITS) - 1
+_U64 = (1 << 64) - 1
+_BIGRAM_MUL = 0x9E3779B97F4A7C15  # multiply-shift hashing of a bigram's two token hashes
 MAX_TEXT_CHARS = 2000  # enough to say what a text is about; bounds the cost of long prompts
 _TOKEN_RE = re.compile(r"[^\W\d_]+|\d+")
+_SEP = "\x00"  # marks where one text of a batch ends
+_SEP_BYTES = _SEP.encode()
+_BREAK = f" {_SEP} "
+# featurize splits lower-cased UTF-8 at every byte mapped to a space: ASCII that is neither a letter nor a digit.
+_CHUNK_BYTES = bytes(b if 48 <= b <= 57 or 97 <= b <= 122 or b >= 128 or b == 0 else 32 for b in range(256))
 NUM = "<num>"
 
 
@@ -44,9 +51,17 @@ def ngrams(toks: Sequence[str]) -> list[str]:
     return [*toks, *(f"{a} {b}" for a, b in pairwise(toks))]
 
 
-def bucket(gram: str) -> int:
+def _crc(token: str) -> int:
     # crc32, not hash(): Python's str hash is salted per process and would make runs irreproducible.
-    return zlib.crc32(gram.encode()) & _MASK
+    return zlib.crc32(token.encode())
+
+
+def bucket(gram: str) -> int:
+    """The hash bucket of a unigram, or of a bigram "a b" (computed from its tokens' hashes, as featurize does)."""
+    a, space, b = gram.partition(" ")
+    if not space:
+        return _crc(gram) & _MASK
+    return ((((_crc(a) << 32) | _crc(b)) * _BIGRAM_MUL) & _U64) >> (64 - HASH_BITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +95,80 @@ class HashedDocs:
 
 
 def featurize(texts: Sequence[str]) -> HashedDocs:
-    """Each text as the set of buckets of its unigrams and bigrams (presence, not counts)."""
+    """Each text as the set of buckets of its unigrams and bigrams (presence, not counts).
+
+    Same result as `bucket` over `ngrams(tokens(text))` for each text, computed for the whole batch at once:
+    the joined, lower-cased texts are split at ASCII bytes that are neither letters nor digits (no token of
+    `tokens` spans one, and UTF-8 never splits a character there), each distinct chunk is hashed once
+    (through the `tokens` regex only if it holds digits or non-ASCII bytes), and bigrams and per-text sets
+    are formed with numpy.
+    """
+    n = len(texts)
+    if n == 0:
+        return HashedDocs(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    joined = _BREAK.join([t[:MAX_TEXT_CHARS] for t in texts])
+    if joined.count(_SEP) != n - 1:  # a text holds the separator itself (not a token character)
+        joined = _BREAK.join([t[:MAX_TEXT_CHARS].replace(_SEP, " ") for t in texts])
+    # surrogatepass: a stray surrogate (not a word character) must not fail the batch.
+    chunks = joined.lower().encode("utf-8", "surrogatepass").translate(_CHUNK_BYTES).split()
+    chunks.append(_SEP_BYTES)  # closes the last text
+    vocab: dict[bytes, int] = dict.fromkeys(chunks, 0)
+    first = np.empty(len(vocab), dtype=np.int64)  # hash of the chunk's token (-1: text separator)
+    split: dict[int, list[int]] = {}  # chunks of several tokens (or none): their token hashes
+    num = _crc(NUM)
     crc = zlib.crc32
-    token_re = _TOKEN_RE
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    chunks: list[list[int]] = []
-    for i, text in enumerate(texts):
-        toks = [NUM if t[0].isdigit() else t for t in token_re.findall(text[:MAX_TEXT_CHARS].lower())]
-        ids = {crc(t.encode()) & _MASK for t in toks}
-        ids.update(crc(f"{a} {b}".encode()) & _MASK for a, b in pairwise(toks))
-        lengths[i] = len(ids)
-        chunks.append(list(ids))
-    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flat = np.fromiter((x for c in chunks for x in c), dtype=np.int64, count=int(indptr[-1]))
-    return HashedDocs(indptr, flat)
+    for i, chunk in enumerate(vocab):
+        vocab[chunk] = i
+        if chunk.isalpha():  # ASCII letters only: one token, hashed as is
+            first[i] = crc(chunk)
+        elif chunk.isdigit():
+            first[i] = num
+        elif chunk == _SEP_BYTES:
+            first[i] = -1
+        else:
+            hashes = [_crc(t) for t in tokens(chunk.decode("utf-8", "surrogatepass"))]
+            if len(hashes) == 1:
+                first[i] = hashes[0]
+            else:
+                split[i] = hashes
+                first[i] = 0
+    ids = np.fromiter(map(vocab.__getitem__, chunks), dtype=np.int64, count=len(chunks))
+    h = first[ids] if not split else _expand(ids, first, split)
+    sep = h < 0
+    doc: I64 = np.cumsum(sep) - sep  # text of each token
+    word = ~sep
+    pair = word[:-1] & word[1:]
+    key = (h[:-1][pair].astype(np.uint64) << np.uint64(32)) | h[1:][pair].astype(np.uint64)
+    bigrams = ((key * np.uint64(_BIGRAM_MUL)) >> np.uint64(64 - HASH_BITS)).astype(np.int64)
+    codes = np.concatenate([(doc[word] << HASH_BITS) | (h[word] & _MASK), (doc[:-1][pair] << HASH_BITS) | bigrams])
+    codes = _sorted_unique(codes)
+    indptr = np.searchsorted(codes >> HASH_BITS, np.arange(n + 1, dtype=np.int64), side="left").astype(np.int64)
+    return HashedDocs(indptr, codes & _MASK)
+
+
+def _expand(ids: I64, first: I64, split: dict[int, list[int]]) -> I64:
+    """Token hashes of a chunk sequence where some chunks hold several tokens (or none)."""
+    lengths = np.ones(len(first), dtype=np.int64)
+    for i, hashes in split.items():
+        lengths[i] = len(hashes)
+    starts = np.cumsum(lengths) - lengths
+    flat = np.empty(int(lengths.sum()), dtype=np.int64)
+    single = np.ones(len(first), dtype=bool)
+    single[list(split)] = False
+    flat[starts[single]] = first[single]
+    for i, hashes in split.items():
+        flat[starts[i] : starts[i] + len(hashes)] = hashes
+    per = lengths[ids]
+    out_starts = np.cumsum(per) - per
+    return flat[np.repeat(starts[ids] - out_starts, per) + np.arange(int(per.sum()))]
+
+
+def _sorted_unique(values: I64) -> I64:
+    # np.unique hashes int64 in numpy 2 and is ~100x slower than sorting here.
+    if len(values) == 0:
+        return values
+    s = np.sort(values)
+    return s[np.concatenate([[True], s[1:] != s[:-1]])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +190,6 @@ class TextDrift:
     examples: list[str] = field(default_factory=list)  # held-out current texts most unlike the reference
 
 
-def _doc_frequency(docs: HashedDocs) -> F64:
-    return np.bincount(docs.indices, minlength=1 << HASH_BITS).astype(np.float64)
-
-
 def _scores(docs: HashedDocs, weights: F64) -> F64:
     if len(docs) == 0:
         return np.zeros(0)
@@ -128,15 +199,21 @@ def _scores(docs: HashedDocs, weights: F64) -> F64:
     return np.where(empty, 0.0, sums)
 
 
-def _terms_for(buckets: set[int], texts: Sequence[str], limit: int = 600) -> dict[int, str]:
+def _name_buckets(buckets: Sequence[int], texts: Sequence[str], docs: HashedDocs) -> dict[int, str]:
+    """An n-gram behind each bucket, read from the first text that has the bucket (only those are tokenized)."""
+    if not buckets or len(docs.indices) == 0:
+        return {}
+    positions = np.flatnonzero(np.isin(docs.indices, np.asarray(buckets, dtype=np.int64)))
+    first: dict[int, int] = {}
+    doc_of = np.searchsorted(docs.indptr, positions, side="right") - 1
+    for b, i in zip(docs.indices[positions].tolist(), doc_of.tolist(), strict=True):
+        first.setdefault(b, i)
     found: dict[int, str] = {}
-    for text in texts[:limit]:
-        for gram in ngrams(tokens(text)):
-            b = bucket(gram)
-            if b in buckets and b not in found:
-                found[b] = gram
-        if len(found) == len(buckets):
-            break
+    for i in sorted(set(first.values())):
+        for gram in ngrams(tokens(texts[i])):
+            g = bucket(gram)
+            if first.get(g) == i and g not in found:
+                found[g] = gram
     return found
 
 
@@ -148,7 +225,6 @@ def text_drift(
     reference_docs: HashedDocs | None = None,
     current_docs: HashedDocs | None = None,
     null_quantile: float = 0.99,
-    resamples: int = 200,
     min_df: int = 2,
     min_z: float = 4.0,
     top_terms: int = 8,
@@ -161,45 +237,53 @@ def text_drift(
     n_r, n_c = len(ref_docs), len(cur_docs)
     if len(reference_texts) != n_r or len(current_texts) != n_c:
         raise ValueError("texts and their featurized docs differ in length")
+    # Buckets are renumbered 0..m-1 over the n-grams that occur, so every array below is as small as the
+    # vocabulary of the samples (not the 2^20 hash space).
+    present = _sorted_unique(np.concatenate([ref_docs.indices, cur_docs.indices]))
+    m = len(present)
+    ref_local = HashedDocs(ref_docs.indptr, np.searchsorted(present, ref_docs.indices))
+    cur_local = HashedDocs(cur_docs.indptr, np.searchsorted(present, cur_docs.indices))
     # Disjoint halves: fit on one, test on the other.
     perm_r, perm_c = rng.permutation(n_r), rng.permutation(n_c)
     tr_r, te_r = perm_r[: n_r // 2], perm_r[n_r // 2 :]
     tr_c, te_c = perm_c[: n_c // 2], perm_c[n_c // 2 :]
-    train_r, train_c = ref_docs.take(tr_r), cur_docs.take(tr_c)
-    df_r, df_c = _doc_frequency(train_r), _doc_frequency(train_c)
+    train_r, train_c = ref_local.take(tr_r), cur_local.take(tr_c)
+    n_tr, n_tc = len(train_r), len(train_c)
+    r = np.bincount(train_r.indices, minlength=m).astype(np.float64)
+    c = np.bincount(train_c.indices, minlength=m).astype(np.float64)
     a = 1.0
-    weights = np.log((df_c + a) / (len(train_c) + 2 * a)) - np.log((df_r + a) / (len(train_r) + 2 * a))
-    weights[(df_r + df_c) < min_df] = 0.0
+    weights = np.log((c + a) / (n_tc + 2 * a)) - np.log((r + a) / (n_tr + 2 * a))
     # Only n-grams whose share differs clearly between the training halves vote: common words carry
     # noisy weights that would drown a topic held by a few distinctive terms (the selection uses the
     # training half only, so the held-out test stays valid).
-    n_tr, n_tc = len(train_r), len(train_c)
-    pooled = (df_r + df_c) / max(n_tr + n_tc, 1)
+    pooled = (r + c) / max(n_tr + n_tc, 1)
     se = np.sqrt(np.maximum(pooled * (1 - pooled) * (1 / max(n_tr, 1) + 1 / max(n_tc, 1)), 1e-12))
-    weights[np.abs(df_c / max(n_tc, 1) - df_r / max(n_tr, 1)) < min_z * se] = 0.0
-    s_r = _scores(ref_docs.take(te_r), weights)
-    s_c = _scores(cur_docs.take(te_c), weights)
+    weights[(np.abs(c / max(n_tc, 1) - r / max(n_tr, 1)) < min_z * se) | (r + c < min_df)] = 0.0
+    s_r = _scores(ref_local.take(te_r), weights)
+    s_c = _scores(cur_local.take(te_c), weights)
     test = stats.mann_whitney(s_r, s_c, alternative="greater")
     _, tie_term = stats.rank_with_ties(np.concatenate([s_r, s_c]))
     null_auc = stats.auc_null_quantile_normal(len(s_r), len(s_c), tie_term, null_quantile)
 
     # What changed: n-grams whose share of texts moved most, over both halves.
-    full_r, full_c = _doc_frequency(ref_docs) / max(n_r, 1), _doc_frequency(cur_docs) / max(n_c, 1)
-    diff = full_c - full_r
-    diff[(full_r + full_c) * min(n_r, n_c) < 3] = 0.0
-    up = _top(diff, top_terms)
-    down = _top(-diff, top_terms)
-    names = _terms_for(set(up), current_texts)
-    names.update(_terms_for(set(down), reference_texts))
-    rising = [Term(names[b], float(full_r[b]), float(full_c[b])) for b in up if b in names]
-    falling = [Term(names[b], float(full_r[b]), float(full_c[b])) for b in down if b in names]
+    share_r = np.bincount(ref_local.indices, minlength=m) / max(n_r, 1)
+    share_c = np.bincount(cur_local.indices, minlength=m) / max(n_c, 1)
+    diff = share_c - share_r
+    diff[(share_r + share_c) * min(n_r, n_c) < 3] = 0.0
+    up, down = _top(diff, top_terms), _top(-diff, top_terms)
+    names = _name_buckets([int(present[i]) for i in up], current_texts, cur_docs)
+    names.update(_name_buckets([int(present[i]) for i in down], reference_texts, ref_docs))
+    rising = [Term(names[int(present[i])], float(share_r[i]), float(share_c[i])) for i in up
+              if int(present[i]) in names]
+    falling = [Term(names[int(present[i])], float(share_r[i]), float(share_c[i])) for i in down
+               if int(present[i]) in names]
     best = te_c[np.argsort(-s_c, kind="stable")[:n_examples]] if len(s_c) else np.zeros(0, dtype=np.int64)
     examples = [_clip(current_texts[int(i)], example_chars) for i in best]
     return TextDrift(test.auc, test.p_value, null_auc, len(s_r), len(s_c), rising, falling, examples)
 
 
 def _top(values: F64, k: int) -> list[int]:
-    """Indices of the k largest positive values, largest first (only non-zero cells of the 2^20 considered)."""
+    """Indices of the k largest positive values, largest first."""
     nz = np.flatnonzero(values > 0)
     k = min(k, len(nz))
     if k == 0:

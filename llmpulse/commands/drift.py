@@ -29,6 +29,10 @@ def _when(text: str, what: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def _group(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in labels.items() if v)
+
+
 def register(app: typer.Typer) -> None:
     drift = typer.Typer(no_args_is_help=True, help="Input/output drift: pinned references, results, runs.")
     app.add_typer(drift, name="drift")
@@ -41,8 +45,8 @@ def register(app: typer.Typer) -> None:
         note: Annotated[str, typer.Option(help="Why this period, e.g. 'week before prompt v12'.")] = "",
     ) -> None:
         """Pin a reference period for a group; its bin edges are computed now and stored with it."""
-        from analyzers.drift.features import NUMERIC
-        from analyzers.drift.queries import lit, ts
+        from analyzers.drift.detect import quantile_edges
+        from analyzers.drift.queries import lit, numeric_value_counts, ts
         from analyzers.drift.store import save_pin
         from llmpulse.runtime import open_store
         from llmpulse.settings import get_settings
@@ -57,21 +61,18 @@ def register(app: typer.Typer) -> None:
                   "prompt_version": prompt_version}
         where = " AND ".join(f"{k} = {lit(v)}" for k, v in labels.items() if v)
         ops = ", ".join(lit(o) for o in settings.drift_operations)
-        levels = ", ".join(f"{i / settings.drift_bins:.6f}" for i in range(1, settings.drift_bins))
-        aggs = ", ".join(f"quantilesExact({levels})({f.sql})" for f in NUMERIC)
-        row = client.query(
-            f"SELECT count(), {aggs} FROM events WHERE {where} AND operation IN ({ops}) "
-            f"AND start_time >= {ts(a)} AND start_time < {ts(b)}"
-        ).result_rows[0]
-        events = int(row[0])
+        # The same edges an unpinned reference would get: quantiles of the period's value counts.
+        events, values = numeric_value_counts(
+            client, f"{where} AND operation IN ({ops}) AND start_time >= {ts(a)} AND start_time < {ts(b)}"
+        )
         if events < settings.drift_min_events:
-            err.print(f"[bold red]error:[/] {events} calls of {labels} in that period; a reference needs at least "
-                      f"{settings.drift_min_events} (LLMPULSE_DRIFT_MIN_EVENTS)")
+            err.print(f"[bold red]error:[/] {events} calls of {_group(labels)} in that period; a reference needs at "
+                      f"least {settings.drift_min_events} (LLMPULSE_DRIFT_MIN_EVENTS)")
             raise typer.Exit(2)
-        edges = {f.name: sorted({float(x) for x in q}) for f, q in zip(NUMERIC, row[1:], strict=True)}
+        edges = {name: quantile_edges(x, settings.drift_bins, n).tolist() for name, (x, n) in values.items()}
         save_pin(client, labels, a, b, note, events, edges)
         console.print(f"pinned {a:%Y-%m-%d %H:%M}–{b:%Y-%m-%d %H:%M} UTC ({events:,} calls) as the reference of "
-                      + ", ".join(f"{k}={v}" for k, v in labels.items() if v))
+                      + _group(labels))
 
     @drift.command("unpin")
     def unpin(app_name: App, environment: Env = "", feature: Feat = "", model: Model = "",
@@ -85,11 +86,12 @@ def register(app: typer.Typer) -> None:
         labels = {"app": app_name, "environment": environment, "feature": feature, "model": model,
                   "prompt_version": prompt_version}
         if not any(dict(p.labels) == labels for p in pinned_references(client)):
-            err.print(f"[bold red]error:[/] no pinned reference for {labels}")
+            err.print(f"[bold red]error:[/] no pinned reference for {_group(labels)} "
+                      "(`llmpulse drift show` lists them)")
             raise typer.Exit(2)
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         save_pin(client, labels, epoch, epoch, "", 0, {}, pinned=False)
-        console.print("unpinned " + ", ".join(f"{k}={v}" for k, v in labels.items() if v))
+        console.print("unpinned " + _group(labels))
 
     @drift.command("show")
     def show(last: Annotated[int, typer.Option(help="Runs to show.")] = 3) -> None:

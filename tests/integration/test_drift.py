@@ -79,6 +79,9 @@ def test_sql_descriptors_agree_with_their_python_twins(store_client: Client) -> 
         "Wo ist meine Bestellung? Ich kann sie nicht finden.", "Привет, где мой заказ?", "注文はどこですか",
         "", "  \n", "I'm sorry, but I can't help with that.", '{"intent": "billing", "confidence": 0.9}',
         "Es tut mir leid, aber dabei kann ich nicht helfen.", "x y z", "Je ne peux pas vous aider avec cela.",
+        "I CAN'T HELP with that", "I’m sorry, but I can’t do that.", "  {\"a\": 1}", "\n[1, 2]", "true story",
+        "Kelvin \u212a the and is", "İSTANBUL the and", "DIE BESTELLUNG IST DA UND ICH", "the el los the y the",
+        "ſorry, but i can't help", "Что? the and is the",
     ]
     sql = (f"SELECT t, {d.sql_language('t')}, {d.sql_language('t', tail=True)}, {d.sql_refusal('t')}, "
            f"{d.sql_valid_json('t')} FROM (SELECT arrayJoin({{ts:Array(String)}}) AS t)")

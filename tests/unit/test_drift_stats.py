@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from analyzers.drift import descriptors as d
 from analyzers.drift import stats
 from analyzers.drift.detect import CategoricalInput, DriftConfig, bin_counts, evaluate_categorical, quantile_edges
 from analyzers.drift.features import Direction
-from analyzers.drift.text import featurize, text_drift
+from analyzers.drift.text import bucket, featurize, ngrams, text_drift, tokens
 
 
 def test_chi_square_matches_scipy_when_no_cell_is_small() -> None:
@@ -130,3 +131,48 @@ def test_text_test_names_what_changed_and_stays_quiet_on_the_same_distribution()
     assert any("novapay" in t.text for t in loud.rising)
     assert any("NovaPay" in e for e in loud.examples)
     assert len(featurize(["a b", ""])) == 2
+
+
+def test_batch_featurize_equals_the_per_text_definition() -> None:
+    # featurize tokenizes a whole batch at once; each text must get exactly its own n-gram buckets.
+    rng = np.random.default_rng(4)
+    alphabet = [*"aZ9 _-.,’“”éüß\u00a0\nΣ٣²\x00", "order", "NovaPay", "refund", "123"]
+    texts = ["", "  ", "a b", "Where is my order #123-456? It's late.", "“refund” don’t ¿dónde? x²y ١٢٣ abc123def",
+             "ſorry İstanbul K ΣΑΣ", "__init__ a_b 3rd", "日本語のテキスト 42", "A" * 2500, "bad \ud800 surrogate"]
+    texts += ["".join(rng.choice(alphabet, size=int(rng.integers(0, 60)))) for _ in range(300)]
+    docs = featurize(texts)
+    assert len(docs) == len(texts)
+    for i, text in enumerate(texts):
+        got = docs.indices[docs.indptr[i] : docs.indptr[i + 1]].tolist()
+        assert sorted(got) == sorted({bucket(g) for g in ngrams(tokens(text))}), text
+        assert len(got) == len(set(got))
+
+
+def test_edges_and_bins_from_value_counts_equal_those_of_the_values() -> None:
+    # The analyzer gets (distinct value, count) pairs from ClickHouse; the edges and bins must be those of
+    # the expanded values (and of the calibration, which works on raw values).
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        x = rng.integers(0, int(rng.integers(1, 60)), int(rng.integers(1, 500))).astype(float)
+        bins = int(rng.integers(2, 25))
+        values, counts = np.unique(x, return_counts=True)
+        order = rng.permutation(len(values))
+        edges = quantile_edges(x, bins)
+        assert np.array_equal(quantile_edges(values[order], bins, counts[order]), edges)
+        assert np.array_equal(bin_counts(values[order], edges, counts[order]), bin_counts(x, edges))
+
+
+def test_refusal_shortcut_for_ascii_text_agrees_with_the_case_insensitive_pattern() -> None:
+    assert d.REFUSAL_PATTERN.startswith("(?i)")
+    assert d.REFUSAL_PATTERN.lower() == d.REFUSAL_PATTERN  # the shortcut matches lower-cased text
+    full = re.compile(d.REFUSAL_PATTERN)
+    rng = np.random.default_rng(6)
+    phrases = ["I'm sorry, but I can't", "I cannot assist", "I won't comply", "I'm not able to help",
+               "As an AI language model, I", "Lo siento, pero no puedo", "Es tut mir leid, aber",
+               "Je ne peux pas vous aider", "Mi dispiace, ma non posso", "Sorry for the delay!", "I can help!"]
+    for phrase in phrases:
+        for _ in range(20):
+            text = "x " * int(rng.integers(0, 160)) + phrase
+            text = "".join(c.upper() if rng.random() < 0.5 else c for c in text)
+            d.is_refusal.cache_clear()
+            assert d.is_refusal(text) == (full.search(text[: d.REFUSAL_PREFIX_CHARS]) is not None), text
