@@ -17,6 +17,7 @@ import pyarrow as pa
 from collector.pricing import PriceCatalog, PriceOverride
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits, ValidationResult, gunzip_if_needed, iter_body
+from collector.worker_process import follow_parent
 
 _worker_validator: EventValidator | None = None
 
@@ -48,6 +49,7 @@ def validate_body(validator: EventValidator, request: BodyRequest) -> Validation
 
 def _init_worker(limits: IngestLimits, overrides: Sequence[PriceOverride]) -> None:
     global _worker_validator
+    follow_parent()
     _worker_validator = EventValidator(prices=PriceCatalog(overrides), limits=limits)
 
 

@@ -22,7 +22,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +40,7 @@ from collector.otlp.mapping import OtlpOptions
 from collector.pricing import PriceCatalog, PriceOverride
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits
+from collector.worker_process import follow_parent
 
 log = logging.getLogger(__name__)
 
@@ -117,18 +117,9 @@ def from_wire(wire: WireBatch) -> PreparedBatch:
 _worker_preparer: BatchPreparer | None = None
 
 
-def _exit_with_parent(sentinel: int) -> None:
-    multiprocessing.connection.wait([sentinel])
-    os._exit(0)
-
-
 def _init_worker(config: PrepareConfig) -> None:
     global _worker_preparer
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None and parent.sentinel is not None:
-        # ProcessPoolExecutor workers otherwise outlive a SIGKILLed parent, blocked on their task queue.
-        threading.Thread(target=_exit_with_parent, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+    follow_parent()
     _worker_preparer = config.build()
     # The first timezone-aware timestamp pyarrow converts loads its time zone database (~0.4 s): now,
     # rather than in the first batch.

@@ -21,6 +21,7 @@ from kafka.errors import KafkaError
 
 from tests.support.kafka_broker import REPO_ROOT, KafkaBroker
 from tests.support.kafka_collector_proc import costs_match, encode_messages, expected_totals, produce, simulated_events
+from tests.support.processes import alive, children
 
 pytestmark = pytest.mark.integration
 
@@ -33,27 +34,6 @@ def _committed(broker: KafkaBroker, group: str) -> int:
     except KafkaError:
         return 0  # e.g. the offsets topic of a fresh broker has no coordinator yet
     return sum(meta.offset for meta in offsets.values() if meta.offset >= 0)
-
-
-def _children(pid: int) -> set[int]:
-    """PIDs of the live processes whose parent is `pid` (the collector's prepare workers)."""
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            children.add(int(stat.parent.name))
-    return children
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _start_collector(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -116,7 +96,7 @@ def test_sigkill_mid_stream_three_times_loses_and_doubles_nothing(
             # sometimes mid-insert, sometimes between an insert and its commit.
             _wait(lambda before=before: _committed(kafka_broker, group) > before, 90, "progress", log)
             time.sleep(rng.uniform(0.0, 0.4))
-            workers = _children(proc.pid)
+            workers = children(proc.pid)
         finally:
             proc.kill()
             proc.wait(30)
@@ -124,7 +104,7 @@ def test_sigkill_mid_stream_three_times_loses_and_doubles_nothing(
         # `collect` prepares batches in worker processes (LLMPULSE_KAFKA_PREPARE_WORKERS, default 2); they
         # must not outlive a collector killed with SIGKILL.
         assert len(workers) >= 2, workers
-        _wait(lambda workers=workers: not any(_alive(pid) for pid in workers), 30, "the workers to exit", log)
+        _wait(lambda workers=workers: not any(alive(pid) for pid in workers), 30, "the workers to exit", log)
     assert kills == KILLS, "the stream ended before every kill landed; produce more events"
     assert _committed(kafka_broker, group) < total_messages, "nothing left for the final run"
 

@@ -21,11 +21,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def running_serve(workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90) -> Iterator[str]:
-    """Start `llmpulse serve` with `env` added to ours, yield its base URL once healthy, then stop it gracefully.
+def start_serve(
+    workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `llmpulse serve` with `env` added to ours; (the process, its base URL) once it is healthy.
 
-    Output goes to workdir/serve.log, which start-up and shutdown failures quote.
+    Output goes to workdir/serve.log, which a start-up failure quotes.
     """
     port = free_port()
     log_path = workdir / "serve.log"
@@ -37,25 +38,33 @@ def running_serve(workdir: Path, env: Mapping[str, str], *, start_timeout_s: flo
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + start_timeout_s
+    while True:
         try:
-            deadline = time.monotonic() + start_timeout_s
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"llmpulse serve did not come up:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.terminate()
-            # uvicorn re-raises SIGTERM after a graceful shutdown, so -15 is a clean exit too.
-            code = process.wait(60)
-    if code not in (0, -15) or "Application shutdown complete" not in log_path.read_text():
-        raise RuntimeError(f"llmpulse serve did not shut down cleanly ({code}):\n{log_path.read_text()[-3000:]}")
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"llmpulse serve did not come up:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running_serve(workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90) -> Iterator[str]:
+    """`start_serve`, yield the base URL, then stop it gracefully (a shutdown failure quotes serve.log)."""
+    process, base = start_serve(workdir, env, start_timeout_s=start_timeout_s)
+    try:
+        yield base
+    finally:
+        process.terminate()
+        # uvicorn re-raises SIGTERM after a graceful shutdown, so -15 is a clean exit too.
+        code = process.wait(60)
+    log_text = (workdir / "serve.log").read_text()
+    if code not in (0, -15) or "Application shutdown complete" not in log_text:
+        raise RuntimeError(f"llmpulse serve did not shut down cleanly ({code}):\n{log_text[-3000:]}")
 
 
 def post_concurrently(
