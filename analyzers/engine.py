@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -142,6 +142,10 @@ def _jsonable(value: Any) -> Any:
 class FindingStore(Protocol):
     def load_open(self) -> list[Finding]: ...
 
+    def open_with(self, analyzer: str, fingerprints: Collection[str]) -> list[Finding]:
+        """Open findings of `analyzer` with one of `fingerprints`, whoever opened them."""
+        ...
+
     def save(self, findings: Sequence[Finding]) -> None: ...
 
 
@@ -153,6 +157,9 @@ class MemoryFindingStore:
 
     def load_open(self) -> list[Finding]:
         return [f for f in self.episodes.values() if f.state != FindingState.RESOLVED]
+
+    def open_with(self, analyzer: str, fingerprints: Collection[str]) -> list[Finding]:
+        return [replace(f) for f in self.load_open() if f.analyzer == analyzer and f.fingerprint in fingerprints]
 
     def save(self, findings: Sequence[Finding]) -> None:
         for f in findings:
@@ -199,6 +206,12 @@ class ClickHouseFindingStore:
 
     def load_open(self) -> list[Finding]:
         return self._select("state != 'resolved'", {})
+
+    def open_with(self, analyzer: str, fingerprints: Collection[str]) -> list[Finding]:
+        return self._select(
+            "state != 'resolved' AND analyzer = {analyzer:String} AND fingerprint IN {fingerprints:Array(String)}",
+            {"analyzer": analyzer, "fingerprints": sorted(fingerprints)},
+        )
 
     def query(self, q: FindingQuery) -> list[Finding]:
         conds = ["1"]
@@ -361,6 +374,15 @@ class Engine:
                 prev = seen.get(fp)
                 if prev is None or _SEVERITY_RANK[obs.severity] > _SEVERITY_RANK[prev.severity]:
                     seen[fp] = replace(obs, labels=labels)
+            # Another engine on the same store (a manual `llmpulse analyze` next to the scheduler) may have
+            # opened, or moved on, an episode of these conditions: continue from the stored state rather than
+            # open a second finding for the same condition, or fire one that already fired.
+            if seen:
+                for stored in self.store.open_with(name, list(seen)):
+                    key = (name, stored.fingerprint)
+                    mine = self._open.get(key)
+                    if mine is None or (stored.finding_id == mine.finding_id and stored.revision > mine.revision):
+                        self._open[key] = stored
             for fp, obs in seen.items():
                 key = (name, fp)
                 f = self._open.get(key)

@@ -137,3 +137,17 @@ def test_an_analyzer_cannot_emit_someone_elses_alert() -> None:
     )
     with pytest.raises(ValueError, match="not in its alertnames"):
         engine.apply(a, AnalyzerResult([bad]), T0)
+
+
+def test_a_second_engine_on_the_same_store_continues_the_open_episode() -> None:
+    # The scheduler and a manual `llmpulse analyze` on one store: one finding (and one page) per condition.
+    store = MemoryFindingStore()
+    scheduler, manual = Engine(store), Engine(store)
+    a = Scripted()
+    run(scheduler, a, T0, obs(T0))
+    (fired,) = run(manual, a, T0 + STEP, obs(T0 + STEP))
+    (opened,) = store.load_open()
+    assert fired.finding_id == opened.finding_id and fired.first_seen == T0
+    assert fired.state == FindingState.FIRING
+    assert run(scheduler, a, T0 + 2 * STEP, obs(T0 + 2 * STEP)) == []  # already firing: no second page
+    assert len(store.episodes) == 1
