@@ -40,6 +40,7 @@ _SHORT_TEXT_MAX: Final = 512
 _ENVIRONMENT_MAX: Final = 64
 _TAG_MAX: Final = 256
 _ROLE_MAX: Final = 64
+_MAX_EXACT_INT: Final = 2**53  # larger integers are not exact as floats: the model's to judge
 _OPERATIONS: Final = frozenset(op.value for op in Operation)
 _STATUSES: Final = frozenset(s.value for s in Status)
 _ENVIRONMENT_DEFAULT: Final = "prod"
@@ -148,11 +149,6 @@ class PlainEvent:
     metadata: dict[str, str]
     tags: list[str]
     model_extra: dict[str, Any] | None
-
-
-_MAX_EXACT_INT: Final = 2**53
-
-
 
 
 def _messages(value: Any) -> bool:
@@ -267,9 +263,7 @@ def plain_event(value: dict[str, Any]) -> PlainEvent | None:
         return None
 
     input_value, output_value = get("input"), get("output")
-    if (type(input_value) is not str and not _messages(input_value)) or (
-        type(output_value) is not str and not _messages(output_value)
-    ):
+    if not (_messages(input_value) and _messages(output_value)):
         return None
     event.input, event.output = input_value, output_value
 
