@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
 import threading
 import time
