@@ -66,6 +66,7 @@ from tests.support.kafka_collector_proc import encode_messages, produce  # noqa:
 
 RETENTION = Retention(events_days=3650, text_days=3650, rejected_days=3650)
 RAW_INSERT_CHUNK = 20_000
+PREPARE_CHUNK = 2_500
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -160,7 +161,7 @@ class CollectorRun:
 
 def collector_run(
     bootstrap: str, topic: str, events: int, validator: EventValidator, *, workers: int, broker_pid: int | None,
-    profile: bool,
+    profile: bool, chunk: int = PREPARE_CHUNK,
 ) -> CollectorRun:
     client = connect(CHDB_URL, database=f"e2e_{uuid.uuid4().hex[:8]}")
     migrate(client, RETENTION)
@@ -170,7 +171,7 @@ def collector_run(
     if workers:
         from collector.kafka.prepare_pool import PrepareConfig, PreparePool
 
-        pool = PreparePool(processes=workers, config=PrepareConfig())
+        pool = PreparePool(processes=workers, config=PrepareConfig(), chunk_messages=chunk)
         pool.start(wait=True)  # started here so that its start-up is not counted, nor its CPU
         knobs["prepare_pool"] = pool
     collector = KafkaCollector(
@@ -277,6 +278,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker; default: start one with scripts/kafka.sh")
     parser.add_argument("--broker-pid", type=int, help="with --bootstrap: the broker's PID, for its CPU time")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--prepare-chunk", type=int, nargs="+", default=[PREPARE_CHUNK],
+                        help="messages per chunk handed to a prepare worker; several values: compared in each run")
     args = parser.parse_args()
     global CHDB_URL
     data_dir = tempfile.mkdtemp(prefix="llmpulse-bench-kafka-")
@@ -331,7 +334,9 @@ def _run(bootstrap: str, broker_pid: int | None, args: argparse.Namespace) -> No
 
     raw_rates: list[float] = []
     bare_rates: dict[int, list[float]] = {n: [] for n in topics}
-    e2e: dict[tuple[int, int], list[tuple[float, CollectorRun]]] = {}
+    e2e: dict[tuple[int, int, int], list[tuple[float, CollectorRun]]] = {}
+    configs = [(workers, chunk) for workers in args.prepare_workers
+               for chunk in (args.prepare_chunk if workers else [0])]
     us = 1e6 / n_events
     for repetition in range(1, args.repeat + 1):
         print(f"\n== repetition {repetition}/{args.repeat} (load average {load_average()})")
@@ -347,13 +352,13 @@ def _run(bootstrap: str, broker_pid: int | None, args: argparse.Namespace) -> No
             print(f"{n} event(s) per message ({count:,} messages):")
             print(f"  (a) bare kafka-python consume loop: {bare_s:6.2f}s {bare_rate:>10,.0f} events/s "
                   f"({count / bare_s:,.0f} messages/s); CPU {bare_cpu * us:.1f} µs/event")
-            for workers in args.prepare_workers:
+            for workers, chunk in configs:
                 run = collector_run(bootstrap, topic, n_events, validator, workers=workers, broker_pid=broker_pid,
-                                    profile=False)
+                                    profile=False, chunk=chunk)
                 rate = n_events / run.seconds
-                e2e.setdefault((n, workers), []).append((rate, run))
+                e2e.setdefault((n, workers, chunk), []).append((rate, run))
                 cpu = ", ".join(f"{name} {seconds * us:.0f}" for name, seconds in run.cpu.items())
-                print(f"  (c) collector, {_workers(workers)}: {run.seconds:6.2f}s {rate:>10,.0f} events/s "
+                print(f"  (c) collector, {_workers(workers, chunk)}: {run.seconds:6.2f}s {rate:>10,.0f} events/s "
                       f"= {rate / bare_rate:.2f} x (a), {rate / raw_rate:.2f} x (b); "
                       f"{run.events_per_insert:,.0f} events per insert")
                 print(f"      CPU µs/event: {cpu}; total {sum(run.cpu.values()) * us:.0f}")
@@ -365,27 +370,29 @@ def _run(bootstrap: str, broker_pid: int | None, args: argparse.Namespace) -> No
     summary = "median of" if args.repeat > 1 else "from"
     print(f"\nSummary ({summary} {args.repeat} repetition(s)); (b) raw insert {statistics.median(raw_rates):,.0f} "
           "events/s")
-    print("| events/message | (a) bare consume, events/s | prepare workers | (c) collector, events/s | "
+    print("| events/message | (a) bare consume, events/s | prepare | (c) collector, events/s | "
           "(c)/(a) | (c)/(b) | CPU µs/event, all processes |\n|---:|---:|---|---:|---:|---:|---:|")
-    for (n, workers), runs in e2e.items():
+    for (n, workers, chunk), runs in e2e.items():
         rates = [rate for rate, _ in runs]
         ratios_a = [rate / bare for rate, bare in zip(rates, bare_rates[n], strict=True)]
         ratios_b = [rate / raw for rate, raw in zip(rates, raw_rates, strict=True)]
         cpu_us = statistics.median(sum(run.cpu.values()) * us for _, run in runs)
-        print(f"| {n} | {statistics.median(bare_rates[n]):,.0f} | {workers} | {statistics.median(rates):,.0f} | "
+        print(f"| {n} | {statistics.median(bare_rates[n]):,.0f} | {_workers(workers, chunk)} | "
+              f"{statistics.median(rates):,.0f} | "
               f"{statistics.median(ratios_a):.2f} | {statistics.median(ratios_b):.2f} | {cpu_us:.0f} |")
 
     if not args.no_profile:
-        workers = max(args.prepare_workers)
+        workers, chunk = configs[-1]
         for n, (topic, _count) in topics.items():
             run = collector_run(bootstrap, topic, n_events, validator, workers=workers, broker_pid=broker_pid,
-                                profile=True)
+                                profile=True, chunk=chunk)
             print(f"\nProfile of the collector process, an extra run not counted above ({n} event(s) per message, "
-                  f"{_workers(workers)}, {n_events / run.seconds:,.0f} events/s with profiling on):{run.profile}")
+                  f"{_workers(workers, chunk)}, {n_events / run.seconds:,.0f} events/s with profiling on):"
+                  f"{run.profile}")
 
 
-def _workers(workers: int) -> str:
-    return f"{workers} prepare workers" if workers else "prepare on the poll thread"
+def _workers(workers: int, chunk: int) -> str:
+    return f"{workers} prepare workers, {chunk:,}-message chunks" if workers else "prepare on the poll thread"
 
 
 # Set in main(): spawned prepare workers import this module too, and must not make directories.

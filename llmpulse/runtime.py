@@ -131,6 +131,7 @@ def build_kafka_collector(
     pool = (
         PreparePool(
             processes=settings.kafka_prepare_workers,
+            chunk_messages=settings.kafka_prepare_chunk_messages,
             config=PrepareConfig(
                 limits=limits,
                 price_overrides=tuple(overrides),

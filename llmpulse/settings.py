@@ -102,6 +102,10 @@ class Settings(BaseSettings):
         default=2, ge=0,
         description="Processes that decode, validate and price batches while polling goes on; 0: on the poll thread.",
     )
+    kafka_prepare_chunk_messages: int = Field(
+        default=2_500, ge=1,
+        description="Batches reach the prepare workers in chunks of at most this many messages (CPU-cache sized).",
+    )
 
     @field_validator("kafka_topics", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from collector.kafka.batching import BatchPreparer, Partition, PreparedBatch, RawRecord
+from collector.kafka.batching import BatchPreparer, Partition, PreparedBatch, RawRecord, merge_batches
 from collector.kafka.dead_letter import DeadLetter
 from collector.kafka.decoders import default_decoders
 from collector.otlp.mapping import OtlpOptions
@@ -201,13 +201,42 @@ class PooledPreparation:
         return self._batch
 
 
+class ChunkedPreparation:
+    """A batch prepared as consecutive chunks (possibly by different workers), merged in order when done."""
+
+    def __init__(self, parts: Sequence[Preparation]) -> None:
+        self._parts = list(parts)
+        self._batch: PreparedBatch | None = None
+
+    def done(self) -> bool:
+        return self._batch is not None or all(part.done() for part in self._parts)
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        # Called once per finished part; the caller re-checks done().
+        for part in self._parts:
+            part.add_done_callback(callback)
+
+    def result(self) -> PreparedBatch:
+        if self._batch is None:
+            self._batch = merge_batches([part.result() for part in self._parts])
+            self._parts = []
+        return self._batch
+
+
 class PreparePool:
     """A fixed pool of worker processes that prepare batches; `start()`/`stop()` bracket its life."""
 
-    def __init__(self, *, processes: int, config: PrepareConfig) -> None:
+    def __init__(self, *, processes: int, config: PrepareConfig, chunk_messages: int = 2_500) -> None:
+        """`chunk_messages`: a batch is handed to the workers in chunks of at most this many messages and
+        merged again for one insert. A worker preparing a 20,000-message batch at once works on ~50 MB of
+        Python objects and spends ~10-30% more per event on cache misses than on chunks that stay in its
+        CPU caches; chunks also spread one batch over all workers."""
         if processes < 1:
             raise ValueError("a prepare pool needs at least one process")
+        if chunk_messages < 1:
+            raise ValueError("chunk_messages must be at least 1")
         self.processes = processes
+        self.chunk_messages = chunk_messages
         self._config = config
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
@@ -286,6 +315,13 @@ class Preparer:
     def submit(self, records: list[RawRecord]) -> Preparation:
         if self.pool is None or not self.pool.running:
             return Prepared(self._local.prepare(records))
+        size = self.pool.chunk_messages
+        if len(records) <= size:
+            return self._submit_to_pool(records)
+        return ChunkedPreparation([self._submit_to_pool(records[i : i + size]) for i in range(0, len(records), size)])
+
+    def _submit_to_pool(self, records: list[RawRecord]) -> Preparation:
+        assert self.pool is not None
         try:
             future = self.pool.submit(records)
         except Exception as exc:

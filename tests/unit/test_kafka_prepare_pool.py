@@ -17,6 +17,7 @@ from collector.kafka.dead_letter import DeadLetter
 from collector.kafka.decoders import default_decoders
 from collector.kafka.metrics import KafkaMetrics
 from collector.kafka.prepare_pool import (
+    ChunkedPreparation,
     PooledPreparation,
     PrepareConfig,
     PreparePool,
@@ -166,6 +167,31 @@ def test_worker_processes_prepare_what_this_process_would(local: BatchPreparer) 
     finally:
         pool.stop()
     assert not pool.running
+
+
+def test_a_batch_prepared_in_chunks_by_several_workers_is_the_batch_prepared_whole(local: BatchPreparer) -> None:
+    records = [r for i in range(4) for r in mixed_records(first_event=10 * i)]
+    pool = PreparePool(processes=2, config=PrepareConfig(), chunk_messages=3)
+    pool.start(wait=True)
+    try:
+        preparer = Preparer(local, pool)
+        chunked = preparer.submit(records)
+        again = preparer.submit(records)
+        assert isinstance(chunked, ChunkedPreparation)
+        batch, whole = chunked.result(), local.prepare(records)
+    finally:
+        pool.stop()
+    assert batch.rows.event_ids == whole.rows.event_ids
+    assert batch.rows.column("cost_usd") == whole.rows.column("cost_usd")
+    assert [(r.index, r.reason, r.source_ref) for r in batch.rejections] == [
+        (r.index, r.reason, r.source_ref) for r in whole.rejections
+    ]
+    assert batch.dead_letters == whole.dead_letters
+    assert (batch.next_offsets, batch.ranges, batch.messages, batch.rejected_by_topic) == (
+        whole.next_offsets, whole.ranges, whole.messages, whole.rejected_by_topic
+    )
+    # Re-delivered as the same batch, it is cut the same way: ClickHouse drops the repeated insert.
+    assert again.result().dedup_token() == batch.dedup_token()
 
 
 def test_worker_processes_use_the_configured_limits_and_prices() -> None:
