@@ -25,6 +25,8 @@ EVENTS_INSERT_SETTINGS: dict[str, object] = {
 }
 # Ids per lookup query: 20,000 ids of up to 256 bytes each, JSON- and SQL-escaped, stay within a few MiB.
 _LOOKUP_CHUNK = 20_000
+# Closes the heredoc the ids travel in: an id holding it travels as a quoted literal instead.
+_IDS_HEREDOC = b"$ids$"
 
 
 def _quote(value: str) -> str:
@@ -120,20 +122,23 @@ class ClickHouseEventStore:
         stored: set[str] = set()
         for offset in range(0, len(keep), _LOOKUP_CHUNK):
             chunk = keep[offset : offset + _LOOKUP_CHUNK]
-            # The ids travel as ONE string literal holding a JSON array, unpacked by ClickHouse: parsing
-            # thousands of separate literals cost ClickHouse ~7 µs per id (more than inserting the event),
-            # and clickhouse-connect scans each quoted literal with a Python callback; one literal costs
-            # ~2 µs per id in all. (Its parameter binding escapes strings in Python, one character at a time.)
-            ids_json = _quote(orjson.dumps([event_ids[i] for i in chunk]).decode())
+            # The ids travel as ONE JSON array unpacked by ClickHouse: parsing thousands of separate literals
+            # cost ClickHouse ~7 µs per id (more than inserting the event). The array goes in as a binary
+            # parameter, a heredoc ($ids$...$ids$) spliced in as bytes: as a quoted literal it was escaped
+            # in Python and scanned by clickhouse-connect's query regexes, ~0.6 µs more per id.
+            ids_json = orjson.dumps([event_ids[i] for i in chunk])
+            heredoc = _IDS_HEREDOC not in ids_json
             result = self._client.query(
                 "SELECT event_id FROM events "
                 "WHERE start_time BETWEEN {earliest:DateTime64(3, 'UTC')} AND {latest:DateTime64(3, 'UTC')} "
-                f"AND event_id IN (SELECT arrayJoin(JSONExtract({ids_json}, 'Array(String)')))",
+                f"AND event_id IN (SELECT arrayJoin(JSONExtract({'$ids$' if heredoc else _quote(ids_json.decode())}, "
+                "'Array(String)')))",
                 parameters={
                     "earliest": _from_ms(min(times_ms[i] for i in chunk)),
                     "latest": _from_ms(max(times_ms[i] for i in chunk)),
+                    **({"$ids$": ids_json} if heredoc else {}),
                 },
-                settings={"max_query_size": len(ids_json) + 4096},
+                settings={"max_query_size": len(ids_json) * 2 + 4096},
             )
             stored.update(row[0] for row in result.result_rows)
         return stored

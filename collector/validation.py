@@ -32,7 +32,10 @@ class IngestLimits:
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs ~0.7 µs more to build, once per event
 class RawItem:
-    """One candidate event: its position, the decoded JSON value (or why it could not be decoded), its bytes."""
+    """One candidate event: its position, the decoded JSON value (or why it could not be decoded), its bytes.
+
+    `value` may also be a `PlainEvent` a decoder already validated from `raw` (collector.fast_path).
+    """
 
     index: int
     value: Any
@@ -254,39 +257,57 @@ class EventValidator:
         if item.decode_error is not None:
             return item.decode_error
         value = item.value
+        if type(value) is PlainEvent:
+            # Decoded straight into the fast path's struct (collector.fast_path.decode_plain_event).
+            if item.raw is None:
+                raise ValueError("an item decoded as a PlainEvent must keep its bytes")
+            size = len(item.raw)
+            if size > self._limits.max_event_bytes:
+                return self._too_large(size)
+            return self._to_row(value, value.input, value.output, source=source, ingested_at=ingested_at)
         if not isinstance(value, dict):
             return f"expected a JSON object, got {type(value).__name__}"
         size = item.max_size if item.max_size is not None else len(self._raw(item))
         if size > self._limits.max_event_bytes and item.raw is None:
             size = len(self._raw(item))
         if size > self._limits.max_event_bytes:
-            return (
-                f"event is {size:,} bytes, over the {self._limits.max_event_bytes:,}-byte limit "
-                "(LLMPULSE_MAX_EVENT_BYTES)"
-            )
+            return self._too_large(size)
         event: TraceEvent | PlainEvent | None = plain_event(value) if self._fast_path else None
         if event is None:
             try:
                 event = TraceEvent.model_validate(value)
             except ValidationError as exc:
                 return describe_validation_error(exc)
-        return self._to_row(event, value, source=source, ingested_at=ingested_at)
+        return self._to_row(event, value.get("input"), value.get("output"), source=source, ingested_at=ingested_at)
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"event is {size:,} bytes, over the {self._limits.max_event_bytes:,}-byte limit "
+            "(LLMPULSE_MAX_EVENT_BYTES)"
+        )
 
     def _to_row(
-        self, event: TraceEvent | PlainEvent, value: dict[str, Any], *, source: str, ingested_at: datetime
+        self,
+        event: TraceEvent | PlainEvent,
+        original_input: Any,
+        original_output: Any,
+        *,
+        source: str,
+        ingested_at: datetime,
     ) -> tuple[tuple[Any, ...], bool]:
+        """`original_input`/`original_output`: the decoded JSON the client sent, stored verbatim for messages."""
         max_text = self._limits.max_text_bytes
         raw_input, raw_output = event.input, event.output
         # Plain strings are the common case; messages need flattening.
         if type(raw_input) is str and len(raw_input) * 4 <= max_text:
             input_text, input_messages, input_cut = raw_input, "", False
         else:
-            input_text, input_messages, input_cut = flatten_messages(raw_input, max_text, original=value.get("input"))
+            input_text, input_messages, input_cut = flatten_messages(raw_input, max_text, original=original_input)
         if type(raw_output) is str and len(raw_output) * 4 <= max_text:
             output_text, output_messages, output_cut = raw_output, "", False
         else:
             output_text, output_messages, output_cut = flatten_messages(
-                raw_output, max_text, original=value.get("output")
+                raw_output, max_text, original=original_output
             )
         metadata = event.metadata
         if event.model_extra:

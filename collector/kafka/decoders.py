@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from collector.fast_path import decode_plain_event
 from collector.validation import RawItem
 
 if TYPE_CHECKING:
@@ -37,7 +38,14 @@ class MessageDecoder(Protocol):
 class JsonEventDecoder:
     """Native contract-v1 events: one JSON object, or a JSON array of objects, per message."""
 
+    def __init__(self, *, fast_path: bool = True) -> None:
+        """`fast_path`: decode a one-event message that is already in its final shape straight into a
+        validated event (collector.fast_path), ~4x cheaper than JSON decoding plus validation."""
+        self._fast_path = fast_path
+
     def decode(self, value: bytes, *, first_index: int) -> list[RawItem]:
+        if self._fast_path and value[:1] == b"{" and (event := decode_plain_event(value)) is not None:
+            return [RawItem(first_index, event, value, None, "", len(value))]
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as exc:

@@ -179,9 +179,13 @@ def test_worker_process_validation_behaves_the_same(pooled_api: TestClient, stor
 
 def test_event_ids_with_quotes_and_backslashes_are_still_deduplicated(api: TestClient, store_client: Client) -> None:
     odd_ids = ["it's", "back\\slash", "quote\\'mix", "ünïcødé-✓", "tab\there", "semi;colon) OR 1=1 --",
-               'double"quote', "new\nline", "nul\x00byte", "emoji-🙂", "\\u0041 not an escape", "', '])) --"]
+               'double"quote', "new\nline", "nul\x00byte", "emoji-🙂", "\\u0041 not an escape", "', '])) --",
+               "dollar-$ids$-heredoc", "$ids$"]
     batch = orjson.dumps([make_event(i, event_id=odd) for i, odd in enumerate(odd_ids)])
     assert api.post("/v1/events", content=batch).json()["duplicates"] == 0
     assert api.post("/v1/events", content=batch).json()["duplicates"] == len(odd_ids)
+    # Without an id that could close the heredoc the ids travel in, they take that route.
+    plain = orjson.dumps([make_event(i, event_id=odd) for i, odd in enumerate(odd_ids) if "$ids$" not in odd])
+    assert api.post("/v1/events", content=plain).json()["duplicates"] == len(odd_ids) - 2
     stored = {r[0] for r in store_client.query("SELECT event_id FROM events").result_rows}
     assert stored == set(odd_ids)

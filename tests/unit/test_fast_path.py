@@ -9,10 +9,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from collector.events import MAX_DURATION_MS
-from collector.fast_path import plain_event
+from collector.fast_path import decode_plain_event, plain_event
+from collector.kafka.batching import BatchPreparer, PreparedBatch
+from collector.kafka.decoders import JsonEventDecoder, TopicDecoders
 from collector.pricing import PriceCatalog
 from collector.validation import EventValidator, RawItem, ValidationResult
 from llmpulse.simulate import SimulationConfig, default_incidents, generate, parse_duration
@@ -48,6 +51,36 @@ def _assert_same_outcome(events: list[Any]) -> None:
     assert fast.batch.to_arrow().equals(model.batch.to_arrow())
 
 
+def _prepare(fast: bool, messages: list[bytes]) -> PreparedBatch:
+    preparer = BatchPreparer(
+        validator=WITH_FAST_PATH if fast else MODEL_ONLY,
+        decoders=TopicDecoders({"json": JsonEventDecoder(fast_path=fast)}),
+    )
+    return preparer.prepare([("t", 0, offset, 0, None, m, ()) for offset, m in enumerate(messages)])
+
+
+def _assert_same_outcome_from_bytes(messages: list[bytes]) -> None:
+    """Kafka messages decoded straight into the fast path's struct, against JSON decoding plus the model."""
+    fast, model = _prepare(True, messages), _prepare(False, messages)
+    assert [(r.index, r.reason, r.payload, r.source_ref) for r in fast.rejections] == [
+        (r.index, r.reason, r.payload, r.source_ref) for r in model.rejections
+    ]
+    assert fast.dead_letters == model.dead_letters
+    assert fast.rows.rows == model.rows.rows
+    assert fast.rows.to_arrow().equals(model.rows.to_arrow())
+
+
+def _as_json(events: list[Any]) -> list[bytes]:
+    """The events JSON can carry (NaN, infinities and integers beyond 64 bits cannot be sent)."""
+    encoded = []
+    for event in events:
+        try:
+            encoded.append(orjson.dumps(event))
+        except TypeError:
+            continue
+    return encoded
+
+
 @pytest.fixture(scope="module")
 def simulated() -> list[dict[str, Any]]:
     config = SimulationConfig(
@@ -61,9 +94,11 @@ def simulated() -> list[dict[str, Any]]:
 
 def test_simulated_traffic_takes_the_fast_path_and_stores_the_same_rows(simulated: list[dict[str, Any]]) -> None:
     taken = sum(plain_event(e) is not None for e in simulated)
+    decoded = sum(decode_plain_event(orjson.dumps(e)) is not None for e in simulated)
     # Nearly every realistic event needs no coercion: the path is worth having only if it is taken.
-    assert taken >= 0.95 * len(simulated)
+    assert taken >= 0.95 * len(simulated) and decoded == taken
     _assert_same_outcome(simulated)
+    _assert_same_outcome_from_bytes(_as_json(simulated))
 
 
 _LONG = "x" * 600
@@ -121,7 +156,50 @@ def test_every_variant_of_a_field_gives_the_same_outcome(field: str) -> None:
                 event[field] = copy.deepcopy(variant)
             events.append(event)
     _assert_same_outcome(events)
+    _assert_same_outcome_from_bytes(_as_json(events))
 
 
 def test_non_objects_and_oversized_items_are_still_rejected_the_same_way() -> None:
     _assert_same_outcome([None, [], "event", 5, make_event(3, metadata={"k": "v" * 2_000_000})])
+
+
+def _json_with(field: str, raw_value: str) -> bytes:
+    """make_event(1) as JSON with `field` set to `raw_value`, written as raw JSON text."""
+    event = make_event(1)
+    event.pop(field, None)
+    return orjson.dumps(event)[:-1] + f', "{field}": {raw_value}}}'.encode()
+
+
+def test_json_only_a_message_can_carry_gives_the_same_outcome() -> None:
+    """Texts that only exist as bytes: what the JSON parsers might read differently, and broken JSON."""
+    messages = [
+        _json_with("latency_ms", "1e400"),
+        _json_with("latency_ms", "12.50000000000000000001"),
+        _json_with("latency_ms", "-0"),
+        _json_with("event_id", '"dup-1", "event_id": "dup-2"'),
+        _json_with("event_id", '"\\ud800"'),
+        _json_with("event_id", '"\\u0000\\u00e9\\n"'),
+        _json_with("app", '"\\ud83d\\ude00 bot"'),
+        _json_with("start_time", '"2026-11-20T10:00:00.123456789Z"'),
+        _json_with("start_time", '"2026-11-20T10:00:00.9999999Z"'),
+        _json_with("start_time", "1763632800000.9999"),
+        _json_with("start_time", "100000000000000000000000000000"),
+        _json_with("input", '[{"role": "user", "content": "hi", "n": 100000000000000000000000000000}]'),
+        _json_with("input", '[{"role": "user", "content": "hi", "n": 1.5}]'),
+        _json_with("output", '[{"role": "assistant", "content": "ok", "tool_calls": [{"id": "c1"}]}]'),
+        _json_with("usage", '{"input_tokens": 1.0}'),
+        _json_with("usage", '{"input_tokens": 18446744073709551616}'),
+        _json_with("metadata", '{"a": "b", "a": "c"}'),
+        b" " + orjson.dumps(make_event(2)),
+        orjson.dumps(make_event(3)) + b"\n",
+        orjson.dumps(make_event(4))[:-1],
+        b"\xef\xbb\xbf" + orjson.dumps(make_event(5)),
+        orjson.dumps(make_event(6)).replace(b"evt", b"\xff"),
+        b"{}",
+        b"[]",
+        orjson.dumps([make_event(7), make_event(8)]),
+        b"null",
+        b"",
+    ]
+    _assert_same_outcome_from_bytes(messages)
+    assert decode_plain_event(messages[0]) is None
