@@ -6,9 +6,9 @@ per event. Most events need none of its coercions: every field already has its f
 its limits. For those, `PlainEvent` states the same constraints as a msgspec struct, which msgspec checks in
 C while it decodes the JSON bytes (`decode_plain_event`, ~1.6 µs for a typical event, JSON parsing
 included) or converts an already decoded object (`plain_event`, ~1 µs), and gives the values the model
-would have produced. For anything else (a missing `latency_ms`, a number sent as a string, an unknown field
-that belongs in `metadata`, a content-part list, any constraint failure, any JSON it would read
-differently) it returns None and the caller asks the model, which accepts or explains. It never rejects
+would have produced. For anything else (a missing `latency_ms`, a number sent as a string, a content-part
+list, any constraint failure, any JSON it would read differently; from bytes, also an unknown field that
+belongs in `metadata`) it returns None and the caller asks the model, which accepts or explains. It never rejects
 anything itself.
 
 Every constraint errs on the side of None: a value the model might read differently (a float above 2**53
@@ -20,7 +20,7 @@ rejections are the same with and without this path, from decoded objects and fro
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta
@@ -56,10 +56,10 @@ class PlainUsage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 class PlainEvent(msgspec.Struct, forbid_unknown_fields=True):
     """A contract-v1 event that needed no model: the attributes of a validated `TraceEvent` a row reads.
 
-    Unknown fields are refused (the model keeps them in `metadata`). `start_time`/`end_time` are datetimes
-    and `input`/`output` a string, None, or the client's list of message objects (dicts with a string
-    `role` and a string or null `content`) once decoding is done: `__post_init__` checks and converts them
-    with the contract's own timestamp parser.
+    Decoding refuses unknown fields (`plain_event` sets a decoded object's aside). `start_time`/`end_time`
+    are datetimes and `input`/`output` a string, None, or the client's list of message objects (dicts with
+    a string `role` and a string or null `content`) once decoding is done: `__post_init__` checks and
+    converts them with the contract's own timestamp parser.
     """
 
     event_id: Annotated[str, Meta(min_length=1, max_length=256)]
@@ -93,8 +93,6 @@ class PlainEvent(msgspec.Struct, forbid_unknown_fields=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     tags: list[Annotated[str, Meta(max_length=256)]] = msgspec.field(default_factory=list)
 
-    # A plain event has no unknown fields (TraceEvent.model_extra).
-    model_extra: ClassVar[None] = None
 
     def __post_init__(self) -> None:
         # Raising here makes msgspec fail the decode or conversion: the caller then asks the model.
@@ -161,11 +159,21 @@ def _timestamp(value: Any) -> datetime | None:
 
 def plain_event(value: dict[str, Any]) -> PlainEvent | None:
     """The validated event if the decoded object `value` needs no coercion and meets every constraint;
-    None: ask the model."""
+    None: ask the model. Unknown fields are left out (`unknown_fields` lists them, for `metadata`)."""
+    if not value.keys() <= FIELDS:
+        value = {key: item for key, item in value.items() if key in FIELDS}
     try:
         return msgspec.convert(value, PlainEvent)
     except msgspec.ValidationError:
         return None
+
+
+def unknown_fields(value: dict[str, Any]) -> dict[str, Any] | None:
+    """The fields of `value` that are not in the contract, in the order sent (what the model keeps as
+    `model_extra`), or None."""
+    if value.keys() <= FIELDS:
+        return None
+    return {key: item for key, item in value.items() if key not in FIELDS}
 
 
 def decode_plain_event(data: bytes) -> PlainEvent | None:

@@ -13,7 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from collector.events import ChatMessage, TraceEvent
-from collector.fast_path import PlainEvent, plain_event
+from collector.fast_path import PlainEvent, plain_event, unknown_fields
 from collector.pricing import PriceCatalog
 from collector.rows import EventBatch, Rejection
 
@@ -264,7 +264,7 @@ class EventValidator:
             size = len(item.raw)
             if size > self._limits.max_event_bytes:
                 return self._too_large(size)
-            return self._to_row(value, value.input, value.output, source=source, ingested_at=ingested_at)
+            return self._to_row(value, value.input, value.output, None, source=source, ingested_at=ingested_at)
         if not isinstance(value, dict):
             return f"expected a JSON object, got {type(value).__name__}"
         size = item.max_size if item.max_size is not None else len(self._raw(item))
@@ -272,13 +272,19 @@ class EventValidator:
             size = len(self._raw(item))
         if size > self._limits.max_event_bytes:
             return self._too_large(size)
-        event: TraceEvent | PlainEvent | None = plain_event(value) if self._fast_path else None
-        if event is None:
+        plain = plain_event(value) if self._fast_path else None
+        if plain is not None:
+            event: TraceEvent | PlainEvent = plain
+            extra = unknown_fields(value)
+        else:
             try:
                 event = TraceEvent.model_validate(value)
             except ValidationError as exc:
                 return describe_validation_error(exc)
-        return self._to_row(event, value.get("input"), value.get("output"), source=source, ingested_at=ingested_at)
+            extra = event.model_extra
+        return self._to_row(
+            event, value.get("input"), value.get("output"), extra, source=source, ingested_at=ingested_at
+        )
 
     def _too_large(self, size: int) -> str:
         return (
@@ -291,11 +297,13 @@ class EventValidator:
         event: TraceEvent | PlainEvent,
         original_input: Any,
         original_output: Any,
+        extra: dict[str, Any] | None,
         *,
         source: str,
         ingested_at: datetime,
     ) -> tuple[tuple[Any, ...], bool]:
-        """`original_input`/`original_output`: the decoded JSON the client sent, stored verbatim for messages."""
+        """`original_input`/`original_output`: the decoded JSON the client sent, stored verbatim for messages;
+        `extra`: fields outside the contract, kept in metadata."""
         max_text = self._limits.max_text_bytes
         raw_input, raw_output = event.input, event.output
         # Plain strings are the common case; messages need flattening.
@@ -310,10 +318,10 @@ class EventValidator:
                 raw_output, max_text, original=original_output
             )
         metadata = event.metadata
-        if event.model_extra:
+        if extra:
             metadata = dict(metadata)
-            for key, extra in event.model_extra.items():
-                metadata.setdefault(key, extra if isinstance(extra, str) else orjson.dumps(extra).decode())
+            for key, item in extra.items():
+                metadata.setdefault(key, item if isinstance(item, str) else orjson.dumps(item).decode())
         usage = event.usage
         start_time = event.start_time
         latency_ms = event.latency_ms or 0.0

@@ -203,3 +203,12 @@ def test_json_only_a_message_can_carry_gives_the_same_outcome() -> None:
     ]
     _assert_same_outcome_from_bytes(messages)
     assert decode_plain_event(messages[0]) is None
+
+
+def test_unknown_fields_of_a_decoded_object_still_take_the_fast_path() -> None:
+    event = {**make_event(1), "custom_field": {"a": [1, None]}, "team": "search"}
+    assert plain_event(event) is not None
+    # From bytes they go to the model (msgspec cannot keep them): the outcome is the same either way.
+    assert decode_plain_event(orjson.dumps(event)) is None
+    _assert_same_outcome([event])
+    _assert_same_outcome_from_bytes([orjson.dumps(event)])
