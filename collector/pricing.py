@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from genai_prices import Usage
 from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
@@ -96,9 +96,8 @@ class PriceSource(StrEnum):
     """No price: every amount is None, never 0, so unknown models can't pass for free ones."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventCost:
-    """USD cost of one event.
+class EventCost(NamedTuple):
+    """USD cost of one event (a named tuple: built once per event, ~5x cheaper than a frozen dataclass).
 
     `input_usd + cache_read_usd + cache_write_usd + output_usd` equals `total_usd`, except that `total_usd`
     also includes per-request fees some catalog models charge (e.g. Perplexity Sonar), which are not tokens.
