@@ -8,11 +8,12 @@ C while it decodes the JSON bytes (`decode_plain_event`, ~1.6 µs for a typical 
 included) or converts an already decoded object (`plain_event`, ~1 µs), and gives the values the model
 would have produced. For anything else (a missing `latency_ms`, a number sent as a string, a content-part
 list, any constraint failure, any JSON it would read differently; from bytes, also an unknown field that
-belongs in `metadata`) it returns None and the caller asks the model, which accepts or explains. It never rejects
-anything itself.
+belongs in `metadata`) it returns None and the caller asks the model, which accepts or explains. It never
+rejects anything itself.
 
-Every constraint errs on the side of None: a value the model might read differently (a float above 2**53
-for an integer-valued field, a timestamp it parses itself) goes to the model. tests/unit/test_fast_path.py
+Every constraint errs on the side of None: a value the model might read differently (a cost beyond 2**53,
+where floats stop being exact; numbers inside messages) goes to the model, and timestamps are read by the
+contract's own parser. tests/unit/test_fast_path.py
 holds the two in agreement: on simulated traffic and on mutations of every field, the validator's rows and
 rejections are the same with and without this path, from decoded objects and from JSON bytes.
 """
@@ -92,7 +93,6 @@ class PlainEvent(msgspec.Struct, forbid_unknown_fields=True):
     cost_usd: Annotated[float, Meta(ge=0, le=_MAX_EXACT_INT)] | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     tags: list[Annotated[str, Meta(max_length=256)]] = msgspec.field(default_factory=list)
-
 
     def __post_init__(self) -> None:
         # Raising here makes msgspec fail the decode or conversion: the caller then asks the model.

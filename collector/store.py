@@ -25,8 +25,9 @@ EVENTS_INSERT_SETTINGS: dict[str, object] = {
 }
 # Ids per lookup query: 20,000 ids of up to 256 bytes each, JSON- and SQL-escaped, stay within a few MiB.
 _LOOKUP_CHUNK = 20_000
-# Closes the heredoc the ids travel in: an id holding it travels as a quoted literal instead.
-_IDS_HEREDOC = b"$ids$"
+# The binary parameter (a heredoc) the looked-up ids travel in; ids that hold its name would close it early
+# and travel as a quoted literal instead.
+_IDS_PARAM = "$ids$"
 
 
 def _quote(value: str) -> str:
@@ -129,17 +130,18 @@ class ClickHouseEventStore:
             # parameter, a heredoc ($ids$...$ids$) spliced in as bytes: as a quoted literal it was escaped
             # in Python and scanned by clickhouse-connect's query regexes, ~0.6 µs more per id.
             ids_json = orjson.dumps([event_ids[i] for i in chunk])
-            heredoc = _IDS_HEREDOC not in ids_json
+            heredoc = _IDS_PARAM.encode() not in ids_json
+            ids_sql = _IDS_PARAM if heredoc else _quote(ids_json.decode())
             result = self._client.query(
                 "SELECT event_id FROM events "
                 "WHERE start_time BETWEEN {earliest:DateTime64(3, 'UTC')} AND {latest:DateTime64(3, 'UTC')} "
-                f"AND event_id IN (SELECT arrayJoin(JSONExtract({'$ids$' if heredoc else _quote(ids_json.decode())}, "
-                "'Array(String)')))",
+                f"AND event_id IN (SELECT arrayJoin(JSONExtract({ids_sql}, 'Array(String)')))",
                 parameters={
                     "earliest": _from_ms(min(times_ms[i] for i in chunk)),
                     "latest": _from_ms(max(times_ms[i] for i in chunk)),
-                    **({"$ids$": ids_json} if heredoc else {}),
+                    **({_IDS_PARAM: ids_json} if heredoc else {}),
                 },
+                # Quoting can double the list's length.
                 settings={"max_query_size": len(ids_json) * 2 + 4096},
             )
             stored.update(row[0] for row in result.result_rows)
