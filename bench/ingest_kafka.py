@@ -55,6 +55,7 @@ from collector.kafka.consumer import KafkaCollector, KafkaConsumerConfig, build_
 from collector.kafka.dead_letter import build_dead_letter_producer  # noqa: E402
 from collector.kafka.decoders import default_decoders  # noqa: E402
 from collector.kafka.metrics import KafkaMetrics  # noqa: E402
+from collector.kafka.prepare_pool import DEFAULT_CHUNK_MESSAGES  # noqa: E402
 from collector.pricing import PriceCatalog  # noqa: E402
 from collector.rows import EventBatch  # noqa: E402
 from collector.store import EVENTS_INSERT_SETTINGS, ClickHouseEventStore  # noqa: E402
@@ -66,7 +67,6 @@ from tests.support.kafka_collector_proc import encode_messages, produce  # noqa:
 
 RETENTION = Retention(events_days=3650, text_days=3650, rejected_days=3650)
 RAW_INSERT_CHUNK = 20_000
-PREPARE_CHUNK = 2_500
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -161,7 +161,7 @@ class CollectorRun:
 
 def collector_run(
     bootstrap: str, topic: str, events: int, validator: EventValidator, *, workers: int, broker_pid: int | None,
-    profile: bool, chunk: int = PREPARE_CHUNK,
+    profile: bool, chunk: int = DEFAULT_CHUNK_MESSAGES,
 ) -> CollectorRun:
     client = connect(CHDB_URL, database=f"e2e_{uuid.uuid4().hex[:8]}")
     migrate(client, RETENTION)
@@ -278,7 +278,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker; default: start one with scripts/kafka.sh")
     parser.add_argument("--broker-pid", type=int, help="with --bootstrap: the broker's PID, for its CPU time")
     parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--prepare-chunk", type=int, nargs="+", default=[PREPARE_CHUNK],
+    parser.add_argument("--prepare-chunk", type=int, nargs="+", default=[DEFAULT_CHUNK_MESSAGES],
                         help="messages per chunk handed to a prepare worker; several values: compared in each run")
     args = parser.parse_args()
     global CHDB_URL
