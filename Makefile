@@ -46,8 +46,12 @@ lint: $(STAMP)
 # Real components are installed here, not assumed: a missing one fails the run.
 test-deps: $(STAMP) kafka-cache alertmanager-deps chromium-deps
 
+# The suite takes 5-10 minutes; a hang anywhere (a test, or threads at interpreter exit) fails it after 40
+# instead of running into CI's own limit. SIGINT first, so pytest still reports what failed.
+SUITE_LIMIT ?= 40m
+
 test: test-deps lint
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15
+	timeout --signal=INT --kill-after=60 $(SUITE_LIMIT) $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ from collector.rows import EventBatch, Rejection
 from collector.store import WriteResult
 from collector.validation import EventValidator, RawItem, ValidationResult
 from collector.validation_pool import BodyRequest, ValidationPool, validate_body
+from collector.worker_pool import WorkerLost
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +60,12 @@ class IngestService:
 
     def ingest_body(self, request: BodyRequest) -> IngestOutcome:
         """A whole request body (gzip, JSON or NDJSON); raises PayloadError when it is unusable as a whole."""
-        result = self.pool.validate(request) if self.pool is not None else validate_body(self.validator, request)
-        return self._submit(result, request.source)
+        if self.pool is not None:
+            try:
+                return self._submit(self.pool.validate(request), request.source)
+            except WorkerLost as exc:
+                log.warning("validating a request body in a worker process failed (%s); validating it here", exc)
+        return self._submit(validate_body(self.validator, request), request.source)
 
     def reject_whole(self, rejection: Rejection) -> Future[WriteResult]:
         """A payload unusable as a whole (not gzip, not JSON) is still kept, as one rejected item."""

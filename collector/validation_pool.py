@@ -7,9 +7,8 @@ and the store, while workers return ready Arrow tables (IPC bytes: cheap to pass
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -17,7 +16,7 @@ import pyarrow as pa
 from collector.pricing import PriceCatalog, PriceOverride
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits, ValidationResult, gunzip_if_needed, iter_body
-from collector.worker_process import follow_parent
+from collector.worker_pool import WorkerPool
 
 _worker_validator: EventValidator | None = None
 
@@ -49,7 +48,6 @@ def validate_body(validator: EventValidator, request: BodyRequest) -> Validation
 
 def _init_worker(limits: IngestLimits, overrides: Sequence[PriceOverride]) -> None:
     global _worker_validator
-    follow_parent()
     _worker_validator = EventValidator(prices=PriceCatalog(overrides), limits=limits)
 
 
@@ -63,41 +61,22 @@ def _validate_in_worker(request: BodyRequest) -> _PooledResult:
     return _PooledResult(sink.getvalue().to_pybytes(), result.rejections, result.unpriced)
 
 
-def _warm(_: int) -> int:
-    return 0
-
-
 class ValidationPool:
     """A fixed pool of validator processes with explicit start/stop."""
 
     def __init__(self, *, processes: int, limits: IngestLimits, overrides: Sequence[PriceOverride] = ()) -> None:
-        self._processes = processes
-        self._limits = limits
-        self._overrides = list(overrides)
-        self._executor: ProcessPoolExecutor | None = None
+        self._workers = WorkerPool(processes=processes, initializer=_init_worker, initargs=(limits, list(overrides)),
+                                   name="validation")
 
     def start(self) -> None:
-        if self._executor is not None:
-            return
-        # spawn, not fork: the parent may already run chDB and other threads, which fork would copy half-way.
-        self._executor = ProcessPoolExecutor(
-            max_workers=self._processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self._limits, self._overrides),
-        )
-        for future in [self._executor.submit(_warm, i) for i in range(self._processes)]:
-            future.result()
+        self._workers.start(wait=True)
 
     def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        self._workers.stop()
 
     def submit(self, request: BodyRequest) -> Future[_PooledResult]:
-        if self._executor is None:
-            raise RuntimeError("validation pool is not started")
-        return self._executor.submit(_validate_in_worker, request)
+        """Fails with `collector.worker_pool.WorkerLost` if no worker is alive or the request's worker dies."""
+        return self._workers.submit(_validate_in_worker, request)
 
     def validate(self, request: BodyRequest) -> ValidationResult:
         pooled = self.submit(request).result()

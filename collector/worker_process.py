@@ -1,9 +1,9 @@
 """What every spawned worker process of the collector does first: live and die with its parent.
 
-Worker pools (HTTP validation, Kafka batch preparation) are `ProcessPoolExecutor`s of spawned processes.
-Their workers would otherwise outlive a parent killed with SIGKILL, blocked on their task queue forever,
-and would die half-way through a task on the Ctrl-C that reaches the whole process group, while the parent
-still wants to drain its work and stop them itself.
+The worker pools (HTTP validation, Kafka batch preparation; see collector/worker_pool.py) spawn their
+processes. A worker busy with a task would otherwise outlive a parent killed with SIGKILL until the task
+ends, and would die half-way through a task on the Ctrl-C that reaches the whole process group, while the
+parent still wants to drain its work and stop them itself.
 """
 
 from __future__ import annotations

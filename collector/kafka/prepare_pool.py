@@ -11,21 +11,18 @@ validator and decoders from a picklable `PrepareConfig`, ignore SIGINT (Ctrl-C r
 group; the collector drains and then stops them), and exit when the collector process dies, even by
 SIGKILL, instead of lingering as orphans.
 
-If a worker dies (OOM killer, a SIGTERM sent to the whole process group), its batches are prepared in the
-collector process instead and the pool is restarted for later batches: nothing is lost or reordered.
+If a worker dies (OOM killer, a SIGTERM sent to the whole process group), the batches it held are prepared
+in the collector process instead and a new worker takes its place: nothing is lost or reordered. The
+pool is a `collector.worker_pool.WorkerPool`, not a `ProcessPoolExecutor`, because the latter can hang for
+good when a worker dies while returning a batch (see there).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
-import os
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -39,14 +36,12 @@ from collector.otlp.mapping import OtlpOptions
 from collector.pricing import PriceCatalog, PriceOverride
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits
-from collector.worker_process import follow_parent
+from collector.worker_pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
 # Messages per chunk a worker prepares at once (see PreparePool).
 DEFAULT_CHUNK_MESSAGES = 2_500
-# A broken pool is restarted at most this often; meanwhile batches are prepared in the collector process.
-_RESTART_INTERVAL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +115,6 @@ _worker_preparer: BatchPreparer | None = None
 
 def _init_worker(config: PrepareConfig) -> None:
     global _worker_preparer
-    follow_parent()
     _worker_preparer = config.build()
     # The first timezone-aware timestamp pyarrow converts loads its time zone database (~0.4 s): now,
     # rather than in the first batch.
@@ -140,10 +134,6 @@ def _prepare_in_worker(records: list[RawRecord]) -> WireBatch:
         return to_wire(_worker_preparer.prepare(records))
     finally:
         gc.enable()
-
-
-def _worker_pid(_: int) -> int:
-    return os.getpid()
 
 
 # -- collector process side -------------------------------------------------------------------------
@@ -233,71 +223,31 @@ class PreparePool:
         merged again for one insert. A worker preparing a 20,000-message batch at once works on ~50 MB of
         Python objects and spends ~10-30% more per event on cache misses than on chunks that stay in its
         CPU caches; chunks also spread one batch over all workers."""
-        if processes < 1:
-            raise ValueError("a prepare pool needs at least one process")
         if chunk_messages < 1:
             raise ValueError("chunk_messages must be at least 1")
+        self._workers = WorkerPool(processes=processes, initializer=_init_worker, initargs=(config,),
+                                   name="kafka-prepare")
         self.processes = processes
         self.chunk_messages = chunk_messages
-        self._config = config
-        self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
-        self._restarted_at = float("-inf")
 
     @property
     def running(self) -> bool:
-        return self._executor is not None
+        return self._workers.running
 
     def start(self, *, wait: bool = False) -> None:
-        """Spawn the workers; `wait`: until each has imported and built its preparer (seconds under load)."""
-        with self._lock:
-            if self._executor is None:
-                self._executor = self._new_executor()
-            executor = self._executor
-        # Spawning is lazy in ProcessPoolExecutor: one task per worker starts them all now, in parallel
-        # with the group join, rather than at the first batch.
-        warm = [executor.submit(_worker_pid, i) for i in range(self.processes)]
-        if wait:
-            for future in warm:
-                future.result()
+        """Spawn the workers (in parallel with the group join); `wait`: until each is ready (seconds under load)."""
+        self._workers.start(wait=wait)
 
     def stop(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        self._workers.stop()
 
     def worker_pids(self) -> list[int]:
         """PIDs of the live workers (for diagnostics and benchmarks)."""
-        executor = self._executor
-        processes = getattr(executor, "_processes", None) or {}
-        return [p.pid for p in list(processes.values()) if p.pid is not None]
+        return self._workers.worker_pids()
 
     def submit(self, records: list[RawRecord]) -> Future[WireBatch]:
-        with self._lock:
-            if self._executor is None:
-                raise RuntimeError("the prepare pool is not started")
-            try:
-                return self._executor.submit(_prepare_in_worker, records)
-            except BrokenProcessPool:
-                # A worker died (OOM killer, a signal to the process group): the executor refuses all work
-                # from then on. Batches already handed to it fall back to in-process preparation.
-                if time.monotonic() - self._restarted_at < _RESTART_INTERVAL_S:
-                    raise  # workers that keep dying: batches are prepared in-process until the next try
-                log.warning("a prepare worker process died; restarting the pool")
-                self._restarted_at = time.monotonic()
-                broken, self._executor = self._executor, self._new_executor()
-            executor = self._executor
-        broken.shutdown(wait=False, cancel_futures=True)
-        return executor.submit(_prepare_in_worker, records)
-
-    def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self._config,),
-        )
+        """Raises when no worker is alive; the future fails with `WorkerLost` if its worker dies."""
+        return self._workers.submit(_prepare_in_worker, records)
 
 
 class Preparer:

@@ -411,7 +411,7 @@ def test_a_prepare_worker_killed_mid_stream_loses_and_doubles_nothing(
     dlq = kafka_topic("worker-kill-dlq")
     events = simulated_events(10_000, seed=13)
     produce(kafka_bootstrap, topic, encode_messages(events))
-    caplog.set_level(logging.WARNING, logger="collector.kafka")
+    caplog.set_level(logging.WARNING, logger="collector")
     pool = PreparePool(processes=2, config=PrepareConfig())  # its own: this test breaks it
     pool.start(wait=True)
     try:
@@ -433,7 +433,9 @@ def test_a_prepare_worker_killed_mid_stream_loses_and_doubles_nothing(
     assert committed == end
     assert stored(store_client) == 10_000
     assert victim not in pool.worker_pids()
-    assert any("worker process" in r.getMessage() for r in caplog.records), "the worker's death went unnoticed"
+    # The pool logs every death; whether a batch was in flight on the victim at that instant is up to the
+    # scheduler (the fallback for that case is tested in tests/unit/test_kafka_prepare_pool.py).
+    assert any(f"(pid {victim}) died" in r.getMessage() for r in caplog.records), "the worker's death went unnoticed"
 
 
 # -- (5) two collectors, one group, rebalances ----------------------------------------------------
