@@ -42,6 +42,7 @@ schema: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy collector analyzers alerts dashboards llmpulse
+	$(VENV)/bin/mypy --explicit-package-bases bench
 
 # Real components are installed here, not assumed: a missing one fails the run.
 test-deps: $(STAMP) kafka-cache alertmanager-deps chromium-deps

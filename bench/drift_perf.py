@@ -77,8 +77,8 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=5000, help="texts per window for the text test")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print("load average (1/5/15 min) at start {:.2f} {:.2f} {:.2f} ({} cores)".format(*os.getloadavg(),
-                                                                                    os.cpu_count()))
+    one, five, fifteen = os.getloadavg()
+    print(f"load average (1/5/15 min) at start {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)")
     tmp = tempfile.mkdtemp(prefix="drift-perf-")
     client = connect(f"chdb://{tmp}", database="perf")
     migrate(client)

@@ -166,9 +166,9 @@ def main() -> None:
     for n in sizes:
         for shift in conditions:
             name = shift.name if shift else "no shift"
-            ev = theirs[(name, n)]
-            any_rate = np.mean([bool(r["any"]) for r in ev])
-            ds_rate = np.mean([bool(r["dataset"]) for r in ev])
+            their_verdicts = theirs[(name, n)]
+            any_rate = np.mean([bool(r["any"]) for r in their_verdicts])
+            ds_rate = np.mean([bool(r["dataset"]) for r in their_verdicts])
             label = "no shift (false pos.)" if shift is None else name
             print(f"{label:24s} {n:5d}  {np.mean(ours[(name, n)]):9.0%}  {any_rate:20.0%}  {ds_rate:17.0%}")
     for n in sizes:
@@ -176,8 +176,9 @@ def main() -> None:
         ma, mb = float(np.median(our_time[n])), float(np.median(ev_time[n]))
         print(f"runtime per pair at n={n}: llmpulse {a * 1000:.0f} ms, Evidently {b * 1000:.0f} ms "
               f"-> llmpulse {b / a:.1f}x faster (medians {ma * 1000:.0f} / {mb * 1000:.0f} ms: {mb / ma:.1f}x)")
-    print("load average (1/5/15 min) at start {:.2f} {:.2f} {:.2f}, at end {:.2f} {:.2f} {:.2f} ({} cores)".format(
-        *load_start, *os.getloadavg(), os.cpu_count()))
+    start_load = " ".join(f"{x:.2f}" for x in load_start)
+    end_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average (1/5/15 min) at start {start_load}, at end {end_load} ({os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

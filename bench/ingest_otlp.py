@@ -159,7 +159,9 @@ def otlp_proto_body(batch: list[dict[str, Any]]) -> bytes:
                     start_time_unix_nano=start,
                     end_time_unix_nano=start + int(event["latency_ms"] * 1e6),
                     attributes=[KeyValue(key=k, value=_any(v)) for k, v in span_attributes(event).items()],
-                    status=Status(code=Status.STATUS_CODE_ERROR if event.get("status") == "error" else 0),
+                    status=Status(
+                        code=Status.STATUS_CODE_ERROR if event.get("status") == "error" else Status.STATUS_CODE_UNSET
+                    ),
                 )
             )
         request.resource_spans.append(ResourceSpans(resource=resource, scope_spans=[ScopeSpans(spans=spans)]))
