@@ -15,6 +15,10 @@ restarts; when no slot has a live worker, `submit` raises `WorkerLost` at once i
 
 Each slot keeps up to `tasks_in_flight` tasks in its worker's pipe, so the worker starts the next task as
 soon as it returns a result instead of waiting for the parent (whose GIL is busy) to send it.
+
+A worker that is alive but has been on one task for longer than `task_timeout_s` (stopped, swapping,
+deadlocked in a C extension) is killed like a dead one: its task fails with `WorkerTimedOut`, so a caller
+waiting on a future never waits forever.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ _STOP_GRACE_S = 10.0
 
 class WorkerLost(RuntimeError):
     """The worker process holding a task died (or none is alive) before the task's result came back."""
+
+
+class WorkerTimedOut(WorkerLost):
+    """The worker spent longer than the pool's task timeout on this task and was killed."""
 
 
 # -- worker process side ----------------------------------------------------------------------------
@@ -102,6 +110,11 @@ class _Session:
     inflight: deque[Future[Any]] = field(default_factory=deque)
     cond: threading.Condition = field(default_factory=threading.Condition)
     lost: bool = False
+    # When the worker began the task at the head of `inflight`: it takes the next one from its pipe as soon
+    # as it has sent a result.
+    head_started: float = 0.0
+    overran: Future[Any] | None = None  # the task the worker was killed for
+    killed_after_s: float = 0.0
 
 
 @dataclass(eq=False)
@@ -129,17 +142,22 @@ class WorkerPool:
         name: str = "worker",
         restart_interval_s: float = 30.0,
         tasks_in_flight: int = 2,
+        task_timeout_s: float | None = 120.0,
     ) -> None:
+        """`task_timeout_s`: longest a worker may spend on one task before it is killed (None: no limit)."""
         if processes < 1:
             raise ValueError("a worker pool needs at least one process")
         if tasks_in_flight < 1:
             raise ValueError("tasks_in_flight must be at least 1")
+        if task_timeout_s is not None and task_timeout_s <= 0:
+            raise ValueError("task_timeout_s must be positive (or None for no limit)")
         self.processes = processes
         self._initializer = initializer
         self._initargs = initargs
         self._name = name
         self._restart_interval_s = restart_interval_s
         self._tasks_in_flight = tasks_in_flight
+        self._task_timeout_s = task_timeout_s
         self._context = multiprocessing.get_context("spawn")  # fork would copy chDB's and other threads' state
         self._lock = threading.Condition()
         self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
@@ -286,6 +304,8 @@ class WorkerPool:
                     return
                 if not future.set_running_or_notify_cancel():
                     continue
+                if not session.inflight:
+                    session.head_started = time.monotonic()
                 session.inflight.append(future)
             try:
                 session.conn.send((fn, arg))
@@ -307,6 +327,7 @@ class WorkerPool:
     def _receive(self, session: _Session) -> None:
         while True:
             try:
+                self._await_reply(session)
                 ok, value = session.conn.recv()
             except (EOFError, OSError):
                 with session.cond:
@@ -314,19 +335,48 @@ class WorkerPool:
                     orphans = list(session.inflight)
                     session.inflight.clear()
                     session.cond.notify_all()
-                pid, code = session.process.pid, session.process.exitcode
-                for future in orphans:
-                    future.set_exception(WorkerLost(f"the {self._name} process (pid {pid}) died "
-                                                    f"(exit code {code}) before returning this task's result"))
+                session.process.join(1.0)  # for its exit code
+                self._fail_orphans(session, orphans)
                 session.conn.close()
                 return
             with session.cond:
                 future = session.inflight.popleft()
+                session.head_started = time.monotonic()
                 session.cond.notify_all()
             if ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _await_reply(self, session: _Session) -> None:
+        """Return once the worker has written something (or died); kill it if it overruns the task timeout."""
+        timeout = self._task_timeout_s
+        if timeout is None:
+            return  # recv() blocks until a reply or the worker's death
+        while not session.conn.poll(_QUEUE_POLL_S):
+            with session.cond:
+                head = session.inflight[0] if session.inflight else None
+                busy_for = time.monotonic() - session.head_started if head is not None else 0.0
+            if busy_for > timeout:
+                session.overran, session.killed_after_s = head, busy_for
+                log.error("a %s process (pid %s) has spent %.0f s on one task (limit %g s); killing it",
+                          self._name, session.process.pid, busy_for, timeout)
+                session.process.kill()
+                return  # its end of the pipe closes with it: the recv() that follows raises EOFError
+
+    def _fail_orphans(self, session: _Session, orphans: list[Future[Any]]) -> None:
+        pid, code = session.process.pid, session.process.exitcode
+        for future in orphans:
+            if future is session.overran:
+                future.set_exception(WorkerTimedOut(
+                    f"the {self._name} process (pid {pid}) was killed after {session.killed_after_s:.0f} s on "
+                    f"this task (limit {self._task_timeout_s:g} s)"))
+            elif session.overran is not None:
+                future.set_exception(WorkerLost(f"the {self._name} process (pid {pid}) was killed for overrunning "
+                                                f"another task before it got to this one"))
+            else:
+                future.set_exception(WorkerLost(f"the {self._name} process (pid {pid}) died "
+                                                f"(exit code {code}) before returning this task's result"))
 
     def _set_state(self, slot: _Slot, state: _SlotState) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from concurrent.futures import CancelledError, Future, wait
 
 import pytest
 
-from collector.worker_pool import WorkerLost, WorkerPool
+from collector.worker_pool import WorkerLost, WorkerPool, WorkerTimedOut
 
 # -- what the workers run (module level: tasks are pickled by name) ---------------------------------
 
@@ -61,9 +61,9 @@ def _die_half_way_through_the_result(_: object) -> None:
     os._exit(137)
 
 
-def both_running(pool: WorkerPool) -> None:
+def both_running(pool: WorkerPool, *, not_pid: int | None = None) -> None:
     deadline = time.monotonic() + 60
-    while len(pool.worker_pids()) < 2:
+    while len(pids := pool.worker_pids()) < 2 or not_pid in pids:
         assert time.monotonic() < deadline, "the pool did not replace its dead worker"
         time.sleep(0.05)
 
@@ -111,16 +111,22 @@ def test_workers_killed_while_returning_large_results_never_leave_a_task_hanging
     pool = WorkerPool(processes=2, initializer=_configure, initargs=("x",), name="test", restart_interval_s=0.1)
     pool.start(wait=True)
     try:
+        lost = 0
+        victim = None
         for _ in range(6):
-            both_running(pool)
+            both_running(pool, not_pid=victim)
             futures = [pool.submit(_big, 4_000_000) for _ in range(40)]
-            time.sleep(0.1)
-            os.kill(pool.worker_pids()[0], signal.SIGKILL)
+            wait(futures[:3], timeout=60)  # results are flowing back: the kill lands in the middle of them
+            victim = pool.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)
             _, not_done = wait(futures, timeout=60)
             assert not not_done, f"{len(not_done)} tasks left hanging after a worker was killed"
             outcomes = [f.exception() for f in futures]
             assert all(e is None or isinstance(e, WorkerLost) for e in outcomes), outcomes
             assert sum(e is None for e in outcomes) >= 20  # the other worker kept going
+            lost += sum(e is not None for e in outcomes)
+        assert lost > 0, "no kill caught a worker with tasks in hand: the test did not test anything"
+        both_running(pool, not_pid=victim)
         assert pool.submit(_big, 10).result(timeout=60) == b"x" * 10
     finally:
         pool.stop()
@@ -153,6 +159,27 @@ def test_workers_that_keep_dying_are_restarted_at_most_once_per_interval() -> No
             assert time.monotonic() < deadline, "no worker came back after the restart interval"
             time.sleep(0.1)
         assert pool.submit(_echo, "back").result(timeout=30)[2] == "back"
+    finally:
+        pool.stop()
+
+
+def test_a_worker_stuck_on_one_task_is_killed_after_the_task_timeout_and_replaced() -> None:
+    pool = WorkerPool(processes=1, initializer=_configure, initargs=("x",), name="test", restart_interval_s=60.0,
+                      task_timeout_s=1.0)
+    pool.start(wait=True)
+    try:
+        # The limit is per task: tasks that each stay under it pass, however long the queue takes together.
+        assert [f.result(timeout=30) for f in [pool.submit(_sleep, 0.6) for _ in range(4)]] == [0.6] * 4
+        stuck_pid = pool.worker_pids()[0]
+        stuck = pool.submit(_sleep, 3600.0)
+        behind = pool.submit(_echo, "queued behind the stuck task")
+        with pytest.raises(WorkerTimedOut, match=rf"pid {stuck_pid}\) was killed after \d+ s on this task"):
+            stuck.result(timeout=30)
+        with pytest.raises(WorkerLost, match="killed for overrunning another task") as lost:
+            behind.result(timeout=30)
+        assert not isinstance(lost.value, WorkerTimedOut)
+        pid, _, value = pool.submit(_echo, "after").result(timeout=60)
+        assert value == "after" and pid != stuck_pid
     finally:
         pool.stop()
 
