@@ -11,15 +11,13 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from llmpulse.console import console, err_console
 from llmpulse.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Observability and drift monitoring for LLM apps.")
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _settings() -> Settings:

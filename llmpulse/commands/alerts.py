@@ -15,9 +15,7 @@ import typer
 from rich.console import Console
 
 from alerts.history import AlertRecord
-
-console = Console()
-err_console = Console(stderr=True)
+from llmpulse.console import console, err_console
 
 
 def _fail(message: str) -> typer.Exit:

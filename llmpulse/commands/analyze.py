@@ -9,11 +9,9 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from llmpulse.console import console, err_console
 
 
 def _fail(message: str) -> typer.Exit:

@@ -6,12 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
-
+from llmpulse.console import console, err_console
 
 App = Annotated[str, typer.Option("--app", help="App of the group.")]
 Env = Annotated[str, typer.Option("--environment", help="Environment ('' = any).")]
@@ -24,7 +21,7 @@ def _when(text: str, what: str) -> datetime:
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        err.print(f"[bold red]error:[/] {what} {text!r} is not RFC 3339 (e.g. 2026-11-09T00:00:00Z)")
+        err_console.print(f"[bold red]error:[/] {what} {text!r} is not RFC 3339 (e.g. 2026-11-09T00:00:00Z)")
         raise typer.Exit(2) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
@@ -53,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
         a, b = _when(start, "--start"), _when(end, "--end")
         if b <= a:
-            err.print("[bold red]error:[/] --end must be after --start")
+            err_console.print("[bold red]error:[/] --end must be after --start")
             raise typer.Exit(2)
         settings = get_settings()
         client = open_store(settings)
@@ -66,8 +63,8 @@ def register(app: typer.Typer) -> None:
             client, f"{where} AND operation IN ({ops}) AND start_time >= {ts(a)} AND start_time < {ts(b)}"
         )
         if events < settings.drift_min_events:
-            err.print(f"[bold red]error:[/] {events} calls of {_group(labels)} in that period; a reference needs at "
-                      f"least {settings.drift_min_events} (LLMPULSE_DRIFT_MIN_EVENTS)")
+            err_console.print(f"[bold red]error:[/] {events} calls of {_group(labels)} in that period; a reference "
+                              f"needs at least {settings.drift_min_events} (LLMPULSE_DRIFT_MIN_EVENTS)")
             raise typer.Exit(2)
         edges = {name: quantile_edges(x, settings.drift_bins, n).tolist() for name, (x, n) in values.items()}
         save_pin(client, labels, a, b, note, events, edges)
@@ -86,8 +83,8 @@ def register(app: typer.Typer) -> None:
         labels = {"app": app_name, "environment": environment, "feature": feature, "model": model,
                   "prompt_version": prompt_version}
         if not any(dict(p.labels) == labels for p in pinned_references(client)):
-            err.print(f"[bold red]error:[/] no pinned reference for {_group(labels)} "
-                      "(`llmpulse drift show` lists them)")
+            err_console.print(f"[bold red]error:[/] no pinned reference for {_group(labels)} "
+                              "(`llmpulse drift show` lists them)")
             raise typer.Exit(2)
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         save_pin(client, labels, epoch, epoch, "", 0, {}, pinned=False)

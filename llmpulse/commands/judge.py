@@ -6,11 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from llmpulse.console import console, err_console
 
 
 def _fail(message: str) -> typer.Exit:

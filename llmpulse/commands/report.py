@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from llmpulse.console import console, err_console
 
 
 def register(app: typer.Typer) -> None:
