@@ -74,6 +74,10 @@ class ValidationPool:
     def stop(self) -> None:
         self._workers.stop()
 
+    def worker_pids(self) -> list[int]:
+        """PIDs of the live workers (for diagnostics)."""
+        return self._workers.worker_pids()
+
     def submit(self, request: BodyRequest) -> Future[_PooledResult]:
         """Fails with `collector.worker_pool.WorkerLost` if no worker is alive or the request's worker dies."""
         return self._workers.submit(_validate_in_worker, request)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -175,6 +179,36 @@ def test_worker_process_validation_behaves_the_same(pooled_api: TestClient, stor
     ).result_rows[0]
     assert stored[0].isoformat().startswith("2026-11-20T10:00:07")
     assert stored[1] == 807.0 and stored[3] == "How do I reset my password?"
+
+
+def test_requests_are_validated_in_process_while_no_validation_worker_is_alive(
+    store_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="collector")
+    pool = ValidationPool(processes=1, limits=IngestLimits())
+    for api in _api(store_client, pool):
+        # A first death is replaced at once; a second one within the restart interval leaves no worker alive.
+        killed: list[int] = []
+        for _ in range(2):
+            deadline = time.monotonic() + 60
+            while not (pids := [p for p in pool.worker_pids() if p not in killed]):
+                assert time.monotonic() < deadline, "the pool did not replace its killed worker"
+                time.sleep(0.05)
+            killed.append(pids[0])
+            os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pool.worker_pids():
+            assert time.monotonic() < deadline, "the killed worker still counts as alive"
+            time.sleep(0.05)
+
+        response = api.post("/v1/events", content=_mixed_batch(), headers={"content-type": "application/x-ndjson"})
+
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["accepted"], body["rejected"]) == (5, 4)
+        assert "missing required field `model`" in body["errors"][0]["reason"]
+        assert _totals(store_client)[0] == 5
+        assert any("validating it here" in r.getMessage() for r in caplog.records)
 
 
 def test_event_ids_with_quotes_and_backslashes_are_still_deduplicated(api: TestClient, store_client: Client) -> None:
