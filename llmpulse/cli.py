@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from llmpulse.console import console, err_console
+from llmpulse.errors import OperatorError
 from llmpulse.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Observability and drift monitoring for LLM apps.")
@@ -335,7 +336,11 @@ def main() -> None:
     from llmpulse.commands import register_all
 
     register_all(app)
-    app()
+    try:
+        app()
+    except OperatorError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":
