@@ -223,7 +223,8 @@ def run_server_path(
         "LLMPULSE_INGEST_WORKERS": str(workers),
         "LLMPULSE_ALERTMANAGER_URL": "",
     }
-    with running_serve(workdir, env) as base:
+    with running_serve(workdir, env) as served:
+        base, headers = served.base, {**headers, **served.headers}
         check(httpx.post(f"{base}{path}", content=warm, headers=headers, timeout=60))
         elapsed = post_concurrently(f"{base}{path}", bodies, headers, clients, check)
     stored = stored_events(workdir / name) - 1  # the warm-up event

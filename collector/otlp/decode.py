@@ -34,6 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from collector.auth import Principal
 from collector.otlp.mapping import Mapped, OtlpOptions, OtlpSpan, Rejected, SpanEvent, map_span
 from collector.service import IngestOutcome, IngestService
 from collector.store import WriteResult
@@ -135,10 +136,18 @@ def items_from_spans(
     return decoded
 
 
-def ingest_otlp(service: IngestService, decoded: OtlpDecoded, *, source: str, source_ref: str) -> IngestOutcome:
-    """Hand decoded spans to the shared ingest path; skipped spans are counted once the rest is accepted."""
+def ingest_otlp(
+    service: IngestService,
+    decoded: OtlpDecoded,
+    *,
+    source: str,
+    source_ref: str,
+    principal: Principal | None = None,
+) -> IngestOutcome:
+    """Hand decoded spans to the shared ingest path; skipped spans are counted once the rest is accepted.
+    `principal`: the authenticated caller (network receivers), whose key's apps are checked per span."""
     if decoded.items:
-        outcome = service.ingest(decoded.items, source=source, source_ref=source_ref)
+        outcome = service.ingest(decoded.items, source=source, source_ref=source_ref, principal=principal)
     else:
         # Traces without any LLM span are common; they need no trip through the writer's batching delay.
         done: Future[WriteResult] = Future()

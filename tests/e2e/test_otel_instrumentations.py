@@ -22,12 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
 from clickhouse_connect.driver.client import Client
 
 from collector.api.app import create_app
+from collector.auth import AllowAll
 from collector.inserter import BulkInserter
 from collector.metrics import IngestMetrics
 from collector.pricing import PriceCatalog, TokenUsage
@@ -42,7 +44,7 @@ from tests.support.otel_driver import LIBRARIES, REQUEST_MODEL, SYSTEM_PROMPT, U
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ("chat", "stream", "tool_call", "error")
+SCENARIOS = ("chat", "stream", "tool_call", "error", "rate_limited")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ class ServerThread:
     """The real llmpulse HTTP app, served by uvicorn on a free loopback port in a thread of this process."""
 
     def __init__(self, service: IngestService) -> None:
-        config = uvicorn.Config(create_app(service), host="127.0.0.1", port=0, log_level="warning")
+        config = uvicorn.Config(
+            create_app(service, authenticator=AllowAll()), host="127.0.0.1", port=0, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="llmpulse-e2e", daemon=True)
 
@@ -199,6 +203,7 @@ EVENT_COLUMNS = (
     "output_messages",
     "start_time",
     "source",
+    "metadata",
 )
 
 
@@ -237,7 +242,7 @@ def test_every_call_becomes_an_event_with_the_right_numbers(
         assert (event["provider"], event["model"]) == ("openai", REQUEST_MODEL), name
         assert event["parent_span_id"], "the LLM span hangs under the app's own span"
         assert event["source"] == "otlp"
-        assert USER_PROMPT in event["input_text"] or name in ("tool_call", "error")
+        assert USER_PROMPT in event["input_text"] or name in ("tool_call", "error", "rate_limited")
 
     chat = by_scenario["chat"]
     assert (chat["response_model"], chat["status"], chat["finish_reason"]) == (fake_openai.RESPONSE_MODEL, "ok", "stop")
@@ -267,8 +272,13 @@ def test_every_call_becomes_an_event_with_the_right_numbers(
     assert part["arguments"] == {"city": "Paris"}
     assert "Weather in Paris?" in tool["input_text"]
 
+    # The exception class each library reports (openai.BadRequestError, BadRequestError, ...) is stored as the
+    # contract's type, so the outage detector can tell the caller's mistakes from the provider's failures.
     error = by_scenario["error"]
-    assert error["status"] == "error" and error["error_type"].endswith("BadRequestError")
+    assert (error["status"], error["error_type"]) == ("error", "invalid_request")
+    assert error["metadata"]["error.type.raw"].endswith("BadRequestError"), "what the library sent is kept"
+    limited = by_scenario["rate_limited"]
+    assert (limited["status"], limited["error_type"]) == ("error", "rate_limit")
     assert (error["output_text"], error["input_tokens"], error["output_tokens"]) == ("", 0, 0)
     assert error["cost_usd"] == 0.0 and "please fail now" in error["input_text"]
 
@@ -283,7 +293,7 @@ def test_otlp_json_of_the_same_spans_stores_the_same_events(
     columns = "* EXCEPT (ingested_at)"
     from_proto = proto.client.query(f"SELECT {columns} FROM events ORDER BY event_id").result_rows
     from_json = json.client.query(f"SELECT {columns} FROM events ORDER BY event_id").result_rows
-    assert len(from_proto) == 4 * len(LIBRARIES)
+    assert len(from_proto) == len(SCENARIOS) * len(LIBRARIES)
     assert from_json == from_proto
 
 
@@ -294,5 +304,145 @@ def test_app_spans_are_counted_as_skipped_and_nothing_is_rejected(
         skipped = store.service.metrics.registry.get_sample_value(
             "llmpulse_otlp_spans_skipped_total", {"source": "otlp"}
         )
-        assert skipped == 4 * len(LIBRARIES)
+        assert skipped == len(SCENARIOS) * len(LIBRARIES)
         assert store.client.query("SELECT count() FROM rejected_events").result_rows[0][0] == 0
+
+
+# -- OTLP/gRPC and content from log events, against a real `llmpulse serve` --------------------------------
+# openai-v2 with content capture in events mode sends prompts and completions as a log event
+# (gen_ai.client.inference.operation.details), not on the span; the SDK's gRPC exporters send spans and logs to
+# the serve process's OTLP/gRPC receiver, with an API key. Each driver holds both signals and flushes them in
+# the order asked for, so content arrives before or after its span.
+
+CONTENT_RUNS = {
+    # app: (driver arguments besides the endpoints, the transport)
+    "content-logs-first-grpc": (["--content", "events", "--order", "logs-first"], "grpc"),
+    "content-spans-first-grpc": (["--content", "events", "--order", "spans-first"], "grpc"),
+    "content-spans-first-http": (["--content", "events", "--order", "spans-first"], "http"),
+}
+
+
+def _store_rows(url: str, sql: str) -> list[list[Any]]:
+    """Rows of an embedded store this process cannot open (chDB: one path per process), read by a subprocess."""
+    code = (
+        "import sys, orjson\n"
+        "from llmpulse.clickhouse import connect\n"
+        "rows = connect(sys.argv[1]).query(sys.argv[2]).result_rows\n"
+        "sys.stdout.write(orjson.dumps(rows, default=str).decode())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, url, sql], cwd=REPO, capture_output=True, timeout=120, check=True)
+    rows: list[list[Any]] = orjson.loads(out.stdout)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def content_store(tmp_path_factory: pytest.TempPathFactory, provider_url: str) -> Iterator[dict[str, Any]]:
+    from tests.support.serve_process import free_port, running_serve
+
+    workdir = tmp_path_factory.mktemp("serve-grpc")
+    store_url = f"chdb://{workdir / 'store'}"
+    base_env = {**_clean_env(), "LLMPULSE_CLICKHOUSE_URL": store_url}
+    keys = {}
+    for name, scope in (("otel-e2e", "ingest"), ("metrics-reader", "read")):
+        created = subprocess.run(
+            [sys.executable, "-m", "llmpulse.cli", "keys", "create", name, "--scope", scope],
+            cwd=workdir,
+            env=base_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert created.returncode == 0, created.stderr
+        keys[scope] = created.stdout.strip()
+    key = keys["ingest"]
+    grpc_port = free_port()
+    serve_env = {
+        "LLMPULSE_CLICKHOUSE_URL": store_url,
+        "LLMPULSE_INGEST_WORKERS": "1",
+        "LLMPULSE_ALERTMANAGER_URL": "",
+        "LLMPULSE_ANALYZERS_ENABLED": "false",
+        "LLMPULSE_OTLP_GRPC_PORT": str(grpc_port),
+    }
+    outputs: dict[str, tuple[int, str, str]] = {}
+    with running_serve(workdir, serve_env, admin_key=False) as served:
+        base = served.base
+        processes = {}
+        for app, (args, transport) in CONTENT_RUNS.items():
+            endpoints = (
+                ["--grpc-endpoint", f"127.0.0.1:{grpc_port}"]
+                if transport == "grpc"
+                else ["--otlp-url", f"{base}/v1/traces", "--logs-url", f"{base}/v1/logs"]
+            )
+            processes[app] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.otel_driver",
+                    "openai-v2",
+                    "--openai-url",
+                    provider_url,
+                    "--app",
+                    app,
+                    "--api-key",
+                    key,
+                    "--only",
+                    "chat,tool_call",
+                    *endpoints,
+                    *args,
+                ],
+                cwd=REPO,
+                env=_clean_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        for app, process in processes.items():
+            stdout, stderr = process.communicate(timeout=120)
+            outputs[app] = (process.returncode, stdout, stderr)
+        metrics = httpx.get(f"{base}/metrics", headers={"authorization": f"Bearer {keys['read']}"}, timeout=30).text
+    columns = "app, trace_id, input_text, output_text, output_messages, finish_reason, status"
+    rows = _store_rows(store_url, f"SELECT {columns} FROM events ORDER BY app, start_time")
+    content = _store_rows(store_url, "SELECT count(), uniqExact(event_id) FROM otlp_content")
+    yield {"outputs": outputs, "rows": rows, "content": content, "metrics": metrics}
+
+
+def test_content_arrived_both_before_and_after_its_span(content_store: dict[str, Any]) -> None:
+    metrics = content_store["metrics"]
+    joined = {
+        outcome: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("llmpulse_otlp_content_records_total")
+        for outcome in ("joined_before_span", "joined_after_span")
+        if f'outcome="{outcome}"' in line
+    }
+    # One details event per call: 2 calls joined before their span, 4 after (2 over gRPC, 2 over HTTP).
+    assert joined == {"joined_before_span": 2.0, "joined_after_span": 4.0}, joined
+    assert content_store["content"] == [[6, 6]], "every content record is kept, once"
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "LLMPULSE_"))}
+
+
+@pytest.mark.parametrize("app", list(CONTENT_RUNS))
+def test_content_from_log_events_is_stored_on_the_event(app: str, content_store: dict[str, Any]) -> None:
+    code, stdout, stderr = content_store["outputs"][app]
+    assert code == 0, f"{app} driver failed:\n{stdout}\n{stderr[-3000:]}"
+    result = orjson.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["proto_flushed"] is True and result["logs_flushed"] is True, result
+    trace_ids = dict(
+        tuple(part.split("=", 1)[1] for part in line.split()[1:3])  # type: ignore[misc]
+        for line in stdout.splitlines()
+        if line.startswith("SCENARIO ")
+    )
+    events = {row[1]: row for row in content_store["rows"] if row[0] == app}
+    assert set(events) == set(trace_ids.values()), "one event per call, whatever came first"
+
+    _, _, input_text, output_text, _, finish_reason, status = events[trace_ids["chat"]]
+    assert SYSTEM_PROMPT in input_text and USER_PROMPT in input_text, input_text
+    assert (output_text, finish_reason, status) == (fake_openai.REPLY_TEXT, "stop", "ok")
+
+    tool = events[trace_ids["tool_call"]]
+    assert "Weather in Paris?" in tool[2]
+    (message,) = orjson.loads(tool[4])
+    assert any(part.get("type") == "tool_call" and part.get("name") == "get_weather" for part in message["content"])

@@ -21,6 +21,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from collector.api.app import create_app
+from collector.auth import AllowAll
 from collector.inserter import BulkInserter
 from collector.metrics import IngestMetrics
 from collector.otlp import decode_otlp_proto
@@ -128,7 +129,7 @@ def api(store_client: Client) -> Iterator[TestClient]:
         ),
         metrics=metrics,
     )
-    with TestClient(create_app(service, max_body_bytes=1024 * 1024)) as client:
+    with TestClient(create_app(service, max_body_bytes=1024 * 1024, authenticator=AllowAll())) as client:
         yield client
 
 
@@ -345,7 +346,7 @@ def _service(sink: Any, **inserter: Any) -> IngestService:
 def test_overload_is_429_with_retry_after_and_nothing_accepted() -> None:
     sink = _BlockingSink()
     service = _service(sink, max_pending_rows=10, write_attempts=1)
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service, authenticator=AllowAll())) as client:
         # One batch occupies the writer, a second fills the queue behind it to its bound.
         first = decode_otlp_proto(export([span(0, "chat", chat_attrs())]).SerializeToString())
         busy = service.ingest(first, source="test", source_ref="first")
@@ -366,7 +367,7 @@ def test_overload_is_429_with_retry_after_and_nothing_accepted() -> None:
 
 
 def test_store_failure_is_503_with_retry_after() -> None:
-    with TestClient(create_app(_service(_FailingSink(), write_attempts=1))) as client:
+    with TestClient(create_app(_service(_FailingSink(), write_attempts=1), authenticator=AllowAll())) as client:
         response = client.post(
             "/v1/traces", content=request_to_otlp_json(export([span(0, "chat", chat_attrs())])), headers=JSON
         )

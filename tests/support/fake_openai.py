@@ -10,7 +10,8 @@ Behaviour is fixed so tests can assert exact numbers:
   ``FIRST_CHUNK_DELAY_S`` and the rest ``CHUNK_GAP_S`` apart, then a usage chunk when
   ``stream_options.include_usage`` asks for it — so time to first token is well below the call's latency;
 - a request with ``tools`` gets a tool call to the first tool, finish reason ``tool_calls``;
-- a last user message containing ``ERROR_TRIGGER`` gets HTTP 400 with an OpenAI-style error body.
+- a last user message containing ``ERROR_TRIGGER`` gets HTTP 400 with an OpenAI-style error body, one
+  containing ``RATE_LIMIT_TRIGGER`` HTTP 429 (``rate_limit_exceeded``) with ``retry-after``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ STREAM_PIECES = ("Open Settings, ", "then Security, ", "then Reset password.")
 TOOL_CALL_ID = "call_fake_weather_1"
 TOOL_ARGUMENTS = '{"city": "Paris"}'
 ERROR_TRIGGER = "please fail"
+RATE_LIMIT_TRIGGER = "please rate limit"
 USAGE: dict[str, Any] = {
     "prompt_tokens": 120,
     "completion_tokens": 30,
@@ -96,6 +98,18 @@ class _Handler(BaseHTTPRequestHandler):
                         "message": "The request was rejected on purpose.",
                         "type": "invalid_request_error",
                         "code": "fake_rejection",
+                    }
+                },
+            )
+            return
+        if RATE_LIMIT_TRIGGER in _last_user_text(request):
+            self._json(
+                429,
+                {
+                    "error": {
+                        "message": "Rate limit reached for requests (fake).",
+                        "type": "requests",
+                        "code": "rate_limit_exceeded",
                     }
                 },
             )

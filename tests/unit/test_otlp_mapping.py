@@ -90,7 +90,9 @@ def test_older_genai_names_and_per_message_events() -> None:
         300,
     )
     assert row["input_text"] == "Be terse.\n\nSummarise the ticket."
-    assert row["output_text"] == "Refund issued." and row["finish_reason"] == "end_turn"
+    # Anthropic's end_turn is stored as the contract's stop (collector/normalize.py), the raw value kept.
+    assert row["output_text"] == "Refund issued." and row["finish_reason"] == "stop"
+    assert row["metadata"]["finish_reason.raw"] == "end_turn"
     assert row["cost_usd"] and row["cost_usd"] > 0
     assert row["app"] == "support-bot" and row["environment"] == "prod-eu"
 

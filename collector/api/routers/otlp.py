@@ -27,9 +27,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from collector.api.auth import require_scope
 from collector.api.deps import ApiLimitsDep, IngestServiceDep
+from collector.auth import Principal, Scope
 from collector.inserter import InserterOverloaded, InserterStopped
-from collector.otlp.decode import OtlpDecoded, decode_otlp_json, decode_otlp_proto, ingest_otlp
+from collector.otlp.content import ContentJoiner
+from collector.otlp.decode import OtlpDecoded, decode_otlp_json, decode_otlp_proto
+from collector.otlp.export import TraceExport, finish_trace_export, start_trace_export
 from collector.otlp.mapping import OtlpOptions
 from collector.rows import Rejection
 from collector.service import IngestOutcome, IngestService
@@ -65,6 +69,14 @@ def get_otlp_options(request: Request) -> OtlpOptions:
 
 
 OtlpOptionsDep = Annotated[OtlpOptions, Depends(get_otlp_options)]
+
+
+def get_content_joiner(request: Request) -> ContentJoiner | None:
+    joiner: ContentJoiner | None = getattr(request.app.state, "content_joiner", None)
+    return joiner
+
+
+ContentJoinerDep = Annotated[ContentJoiner | None, Depends(get_content_joiner)]
 
 
 def _media_type(content_type: str | None) -> str:
@@ -149,11 +161,17 @@ def _decode_and_ingest(
     encoding: str | None,
     max_bytes: int,
     request_id: str,
-) -> tuple[OtlpDecoded, IngestOutcome]:
+    principal: Principal,
+    joiner: ContentJoiner | None = None,
+) -> tuple[OtlpDecoded, IngestOutcome, TraceExport]:
     data = _decompress(body, encoding, max_bytes)
     decode = decode_otlp_proto if media == PROTOBUF else decode_otlp_json
     decoded = decode(data, options, max_bytes=max_bytes)
-    return decoded, ingest_otlp(service, decoded, source=SOURCE, source_ref=f"request {request_id}")
+    # Content from OTLP log events waiting for these spans fills what they lack (collector/otlp/content.py).
+    export = start_trace_export(
+        service, decoded, joiner=joiner, principal=principal, source=SOURCE, source_ref=f"request {request_id}"
+    )
+    return decoded, export.outcome, export
 
 
 def _partial_message(outcome: IngestOutcome, spans: int) -> str:
@@ -183,6 +201,8 @@ def _export_response(media: str, rejected: int, message: str) -> Response:
     openapi_extra=_REQUEST_BODY,
     responses={
         200: {"description": "Stored; partial_success counts spans rejected into rejected_events"},
+        401: {"description": "No, unknown or revoked API key (OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer ...)"},
+        403: {"description": "The key's scope is not ingest or admin"},
         400: {"description": "Not an OTLP trace request (kept whole in rejected_events)"},
         413: {"description": "Body too large"},
         415: {"description": "Unsupported content type or encoding"},
@@ -191,7 +211,12 @@ def _export_response(media: str, rejected: int, message: str) -> Response:
     },
 )
 async def post_traces(
-    request: Request, service: IngestServiceDep, limits: ApiLimitsDep, options: OtlpOptionsDep
+    request: Request,
+    service: IngestServiceDep,
+    limits: ApiLimitsDep,
+    options: OtlpOptionsDep,
+    joiner: ContentJoinerDep,
+    principal: Principal = Depends(require_scope(Scope.INGEST)),
 ) -> Response:
     media = _media_type(request.headers.get("content-type"))
     if media not in (PROTOBUF, JSON):
@@ -208,7 +233,7 @@ async def post_traces(
     except _BodyTooLarge as exc:
         return _error(413, _INVALID_ARGUMENT, str(exc), media)
     try:
-        decoded, outcome = await run_in_threadpool(
+        decoded, outcome, export = await run_in_threadpool(
             _decode_and_ingest,
             service,
             options,
@@ -217,6 +242,8 @@ async def post_traces(
             request.headers.get("content-encoding"),
             limits.max_body_bytes,
             request_id,
+            principal,
+            joiner,
         )
     except PayloadTooLarge as exc:
         return _error(413, _INVALID_ARGUMENT, str(exc), media)
@@ -253,6 +280,8 @@ async def post_traces(
             media,
             retry_after=5,
         )
+    if export.join is not None:
+        await run_in_threadpool(finish_trace_export, export, joiner, principal)
     rejected = len(outcome.rejections)
     message = _partial_message(outcome, decoded.spans) if rejected else ""
     return _export_response(media, rejected, message)
