@@ -127,8 +127,11 @@ def run_backtest(
     dashboard_base_url: str = "",
     source: SeriesSource | None = None,
     progress: Callable[[int, int], None] | None = None,
+    store: MemoryFindingStore | None = None,
 ) -> BacktestResult:
-    """Run every analyzer at start, start+step, ... (< end) and collect the firing episodes."""
+    """Run every analyzer at start, start+step, ... (< end) and collect the firing episodes.
+
+    `store`: where the replay's findings go (every episode with its lifecycle), for a caller that keeps them."""
     if step <= timedelta(0):
         raise ValueError("step must be positive")
     start, end = floor_minute(start), floor_minute(end)
@@ -138,7 +141,7 @@ def run_backtest(
     if source is None:
         source = preload(client, start, end, rules)
     loaded = time.perf_counter()
-    store = MemoryFindingStore()
+    store = store if store is not None else MemoryFindingStore()
     engine = Engine(store)
     errors: list[RunReport] = []
     total = int((end - start) / step) + 1

@@ -13,7 +13,7 @@ import numpy as np
 from analyzers.findings import AlertName, AnalysisContext, Observation, Severity
 from analyzers.rules import AppRules, BaselineRules, Rules
 from analyzers.series import LiveSeriesSource, Range, SeriesSource, floor_minute
-from analyzers.stats import SRE_BURN_TIERS, BurnAlert, adjust
+from analyzers.stats import SRE_BURN_TIERS, BurnAlert, adjust, binomial_sf
 
 
 def rules_of(ctx: AnalysisContext) -> Rules:
@@ -46,6 +46,52 @@ def trailing_ranges(at: datetime, window: timedelta, span: timedelta) -> list[Ra
     """Consecutive windows of the same length before the current one, newest first."""
     n = max(1, int(span / window))
     return [(at - window * (k + 1), at - window * k) for k in range(1, n + 1)]
+
+
+# Window lengths an analyzer may widen to (minutes). A slice is judged over the shortest length in
+# [window, max_window] that holds enough evidence, so a busy slice is judged on minutes of traffic and a quiet
+# one waits exactly as long as its own traffic needs; no slice is silenced by a count it can never reach.
+_LADDER_MINUTES: tuple[int, ...] = (1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 360, 480, 720, 1440)
+
+
+def window_ladder(shortest: timedelta, longest: timedelta) -> list[timedelta]:
+    """`shortest`, the ladder's lengths between the two, and `longest` (at least one window)."""
+    longest = max(longest, shortest)
+    steps = [timedelta(minutes=m) for m in _LADDER_MINUTES if shortest < timedelta(minutes=m) < longest]
+    return [shortest, *steps] if longest == shortest else [shortest, *steps, longest]
+
+
+def first_sufficient(evidence: np.ndarray, need: float) -> int | None:
+    """Index of the shortest window (rows in ladder order) whose evidence reaches `need`; None if none does."""
+    hits = np.flatnonzero(np.asarray(evidence, dtype=np.float64) >= need)
+    return int(hits[0]) if hits.size else None
+
+
+@dataclass(frozen=True, slots=True)
+class LadderRanges:
+    """Ranges for one `windows()` call over a ladder: the K current windows, then each rung's baselines."""
+
+    ladder: list[timedelta]
+    ranges: list[Range]
+    baselines: list[list[slice]]  # per rung: slices of `ranges` (e.g. seasonal, trailing)
+
+    @classmethod
+    def build(
+        cls, at: datetime, ladder: list[timedelta], baselines: Callable[[timedelta], Sequence[Sequence[Range]]]
+    ) -> LadderRanges:
+        ranges: list[Range] = [(at - w, at) for w in ladder]
+        per_rung: list[list[slice]] = []
+        for w in ladder:
+            slices = []
+            for part in baselines(w):
+                slices.append(slice(len(ranges), len(ranges) + len(part)))
+                ranges.extend(part)
+            per_rung.append(slices)
+        return cls(ladder, ranges, per_rung)
+
+    @property
+    def current(self) -> slice:
+        return slice(0, len(self.ladder))
 
 
 def usable(ranges: Sequence[Range], first: datetime | None) -> list[Range]:
@@ -106,21 +152,36 @@ def select(candidates: Sequence[Candidate], rules: Rules) -> list[Observation]:
     return [c.build() for c, r in zip(candidates, reject, strict=True) if r and c.effect]
 
 
+# A baseline window is left out only when its count is this improbable under the rest's pooled ratio.
+TRIM_SURPRISE = 1e-3
+
+
 def trimmed_ratio(
     num: Sequence[float] | np.ndarray, den: Sequence[float] | np.ndarray, trim: float = 0.25
 ) -> float | None:
-    """Pooled num/den over windows, leaving out the windows with the highest ratios (an incident's)."""
+    """Pooled num/den over windows, leaving out (up to `trim` of them) the windows with the highest ratios
+    whose counts are improbable under the others' (an incident's).
+
+    Only surprising windows go: at low traffic most windows count zero errors and the few with one are
+    the normal rate, so leaving out a fixed share would pool the baseline down to nothing and make every
+    ordinary error look like a spike.
+    """
     n = np.asarray(num, dtype=np.float64)
     d = np.asarray(den, dtype=np.float64)
     ok = d > 0
     n, d = n[ok], d[ok]
     if d.size == 0:
         return None
-    ratios = n / d
-    keep = max(1, int(np.ceil(d.size * (1.0 - trim))))
-    order = np.argsort(ratios, kind="stable")[:keep]
-    total = float(d[order].sum())
-    return float(n[order].sum()) / total if total > 0 else None
+    kept = np.ones(d.size, dtype=bool)
+    for i in np.argsort(-(n / d), kind="stable")[: int(d.size * trim)].tolist():
+        kept[i] = False
+        rest_den = float(d[kept].sum())
+        rest = float(n[kept].sum()) / rest_den if rest_den > 0 else 0.0
+        if rest > 0 and binomial_sf(int(n[i] + 0.5), int(d[i] + 0.5), rest) >= TRIM_SURPRISE:
+            kept[i] = True
+            break
+    total = float(d[kept].sum())
+    return float(n[kept].sum()) / total if total > 0 else None
 
 
 def dashboard_link(ctx: AnalysisContext, dashboard: str, labels: dict[str, str], window: timedelta) -> str:

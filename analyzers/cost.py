@@ -9,7 +9,9 @@ import numpy as np
 
 from analyzers.common import (
     Candidate,
+    LadderRanges,
     dashboard_link,
+    first_sufficient,
     fmt_usd,
     fmt_window,
     label_text,
@@ -21,30 +23,101 @@ from analyzers.common import (
     source_of,
     trailing_ranges,
     usable,
+    window_ladder,
 )
 from analyzers.findings import AlertName, AnalysisContext, AnalyzerResult, Observation, Severity
 from analyzers.rules import CostRules, Rules
-from analyzers.stats import normal_sf, robust_baseline, robust_z
+from analyzers.series import WindowSet
+from analyzers.stats import RobustBaseline, normal_sf, robust_baseline
 
 GROUP_DIMS: tuple[str, ...] = ("app", "environment", "provider", "model", "feature")
 APP_DIMS: tuple[str, ...] = ("app", "environment")
 COST_TRAILING = timedelta(hours=2)
 MIN_WINDOW_REQUESTS = 3  # a baseline window with fewer requests says nothing about cost per request
+# Per-call cost varies at least this much relative to its median (token counts are long-tailed); the floor
+# keeps a baseline of nearly identical windows from making any wiggle significant.
+MIN_PER_CALL_CV = 0.3
+# Spend's noise per expected call, in units of the mean cost squared: (1 + CV^2) of a long-tailed per-call cost
+# (CV ~ 2) times the dispersion of calls that arrive in traces (~3). The empirical CV replaces 2 when larger.
+TRACE_DISPERSION = 3.0
+SPEND_NOISE_FACTOR = (1.0 + 2.0**2) * TRACE_DISPERSION
+# Windows of a rung's length before the day that ended a day ago estimate the per-call spread (at most this
+# many of them, over at most a week): a day back, so an incident under way now never inflates the spread it is
+# tested on; long rungs reach back days, since a handful of windows underestimates a long-tailed spread.
+SPREAD_LAG = timedelta(hours=24)
+SPREAD_WINDOWS = 96
+SPREAD_MAX_SPAN = timedelta(days=7)
+
+
+def spread_ranges(at: datetime, window: timedelta, first: datetime | None) -> list[tuple[datetime, datetime]]:
+    """Windows of `window`'s length, newest first, ending a day before `at`, within the stored history."""
+    return usable(trailing_ranges(at - SPREAD_LAG, window, min(SPREAD_MAX_SPAN, SPREAD_WINDOWS * window)), first)
+
+
+def per_call_variance(means: np.ndarray, counts: np.ndarray, center: float) -> float | None:
+    """Per-call variance from windows' means around `center` (each squared deviation scaled by its calls),
+    the largest left out so one incident does not hide the next; None with fewer than three windows."""
+    ok = np.isfinite(means) & (counts >= MIN_WINDOW_REQUESTS)
+    if int(ok.sum()) < 3:
+        return None
+    scaled = np.sort(counts[ok] * (means[ok] - center) ** 2)[:-1]
+    return float(scaled.mean())
+
+
+def per_call_z(current_mean: float, current_n: float, means: np.ndarray, counts: np.ndarray,
+               *, spread: tuple[np.ndarray, np.ndarray] | None = None,
+               min_cv: float = MIN_PER_CALL_CV) -> tuple[float, float, int] | None:
+    """(z, baseline per call, baseline windows) of a window's mean per call against baseline windows.
+
+    The baseline is the pooled mean per call of the windows (the most expensive window left out, so one
+    incident on a previous day does not raise the bar), which at low traffic is far steadier than a median
+    of a few windows' means. The windows hold different numbers of calls, so the per-call variance comes
+    from their squared deviations scaled by their calls, and a handful of same-clock windows estimates a
+    long-tailed variance poorly (usually too low), so `spread` (the same length over the day before, any
+    clock time) estimates it too and the larger estimate counts, floored at `min_cv` x the baseline. The
+    test accounts for the noise of both sides at their own counts: a window of 10 calls against a baseline
+    of 30 is judged on the same footing as 10,000 against 30,000, so a window can widen freely.
+    """
+    ok = np.isfinite(means) & (counts > 0)
+    m, n = means[ok], counts[ok]
+    if m.size < 3:
+        return None
+    if m.size >= 4:
+        keep = np.argsort(m, kind="stable")[:-1]
+        m_kept, n_kept = m[keep], n[keep]
+    else:
+        m_kept, n_kept = m, n
+    calls = float(n_kept.sum())
+    level = float((m_kept * n_kept).sum()) / calls if calls > 0 else 0.0
+    if level <= 0:
+        return None
+    estimates = [per_call_variance(means, counts, level), (min_cv * level) ** 2]
+    if spread is not None:
+        s_means, s_counts = spread
+        s_ok = np.isfinite(s_means) & (s_counts >= MIN_WINDOW_REQUESTS)
+        if int(s_ok.sum()) >= 3:
+            s_level = float((s_means[s_ok] * s_counts[s_ok]).sum() / s_counts[s_ok].sum())
+            estimates.append(per_call_variance(s_means, s_counts, s_level))
+    variance = max(v for v in estimates if v is not None)
+    scale = np.sqrt(variance / max(current_n, 1.0) + variance / calls)
+    return (current_mean - level) / scale, level, int(m.size)
 
 
 class CostAnalyzer:
     """Cost per request per group, and spend rate per app, against a seasonal (else trailing) baseline.
 
-    Per request: the window's mean cost per priced request (tokens per request for unpriced models)
-    against the median and MAD of the same window on previous days/weeks, or of the trailing two hours
-    when there is not enough history. Spend rate: the app's spend in the window against the same window on
-    previous days/weeks only (traffic follows the clock, so a trailing baseline would page at every
-    morning ramp). Both need the ratio AND a robust z-score that survives the multiple-testing correction.
+    Per request: each group is judged over the shortest window in [window, max_window] that holds
+    `min_requests` priced requests (tokens per request for unpriced models): its mean against the same
+    window on previous days/weeks, or against the trailing windows of that length when there is not enough
+    history, tested on the baseline's per-call spread (`per_call_z`). Spend rate: the app's spend against the
+    same window on previous days/weeks only (traffic follows the clock, so a trailing baseline would page at
+    every morning ramp), over the shortest window whose baseline expects `spend_min_requests` calls. Both
+    need the ratio AND a z that survives the multiple-testing correction.
     """
 
     name: str = "cost"
     alertnames: tuple[AlertName, ...] = (AlertName.COST_SPIKE,)
-    interval: timedelta = timedelta(minutes=5)
+    interval: timedelta = timedelta(minutes=1)
 
     def run(self, ctx: AnalysisContext) -> AnalyzerResult:
         rules = rules_of(ctx)
@@ -55,74 +128,100 @@ class CostAnalyzer:
         for cfg, in_part in partitions(rules, "cost"):
             if not cfg.enabled:
                 continue
-            window = cfg.window
-            current = (at - window, at)
-            seasonal = usable(seasonal_ranges(at, window, rules.baseline), first)
-            trailing = usable(trailing_ranges(at, window, COST_TRAILING), first)
-            ws = source.windows(GROUP_DIMS, [current, *seasonal, *trailing])
-            ns = len(seasonal)
+            plan = LadderRanges.build(
+                at,
+                window_ladder(cfg.window, cfg.max_window),
+                lambda w: (
+                    usable(seasonal_ranges(at, w, rules.baseline), first),
+                    usable(trailing_ranges(at, w, max(COST_TRAILING, 3 * w)), first),
+                    spread_ranges(at, w, first),
+                ),
+            )
+            ws = source.windows(GROUP_DIMS, plan.ranges)
             for g in range(ws.size):
                 labels = ws.labels(g)
                 if not in_part(labels["app"]):
                     continue
-                priced = ws.priced[:, g]
-                requests = ws.requests[:, g]
-                if priced[0] >= cfg.min_requests:
-                    unit, count = "cost", priced
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        values = np.where(priced >= MIN_WINDOW_REQUESTS, ws.cost_usd[:, g] / priced, np.nan)
-                elif requests[0] >= cfg.min_requests and priced[0] == 0:
-                    unit, count = "tokens", requests
-                    tokens = ws.input_tokens[:, g] + ws.output_tokens[:, g]
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        values = np.where(requests >= MIN_WINDOW_REQUESTS, tokens / requests, np.nan)
-                else:
-                    continue
-                seasonal_values = values[1 : 1 + ns]
-                kind = "seasonal"
-                base = robust_baseline(seasonal_values)
-                if base is None or base.n < rules.baseline.min_seasonal_points:
-                    kind = "trailing"
-                    base = robust_baseline(values[1 + ns :])
-                if base is None or base.n < 3 or base.median <= 0:
-                    continue
-                current_value = float(values[0])
-                ratio = current_value / base.median
-                z = robust_z(current_value, base)
-                effect = ratio >= cfg.spike_ratio and z >= cfg.min_z
-                severity = Severity.CRITICAL if ratio >= cfg.critical_ratio else Severity.WARNING
-                what = "cost per request" if unit == "cost" else "tokens per request (model has no price)"
-                show = fmt_usd if unit == "cost" else (lambda x: f"{x:,.0f} tokens")
-                in_tok = ws.input_tokens[0, g] / max(requests[0], 1)
-                out_tok = ws.output_tokens[0, g] / max(requests[0], 1)
-                obs = Observation(
-                    alertname=AlertName.COST_SPIKE,
-                    severity=severity,
-                    labels=labels,
-                    at=at,
-                    value=current_value,
-                    baseline=base.median,
-                    threshold=base.median * cfg.spike_ratio,
-                    summary=f"{what} of {label_text(labels)} is {ratio:.1f}x its baseline",
-                    evidence=(
-                        f"{what} {show(current_value)} over {int(count[0])} requests in the last "
-                        f"{fmt_window(window)} vs {show(base.median)} baseline ({ratio:.2f}x, robust z {z:.1f}); "
-                        f"baseline: median of {base.n} {kind} windows; now {in_tok:,.0f} input / "
-                        f"{out_tok:,.0f} output tokens per request"
-                    ),
-                    for_duration=cfg.for_,
-                    details={
-                        "metric": f"{unit}_per_request",
-                        "ratio": ratio,
-                        "z": z,
-                        "baseline_kind": kind,
-                        "requests": int(count[0]),
-                        "dashboard_url": dashboard_link(ctx, "llmpulse-cost", labels, window),
-                    },
-                )
-                candidates.append(Candidate(normal_sf(z), effect, obs))
+                candidate = self._per_request(ctx, cfg, rules, plan, ws, g, labels, at)
+                if candidate is not None:
+                    candidates.append(candidate)
             candidates.extend(self._spend(ctx, cfg, in_part, first, at, rules))
         return AnalyzerResult(select(candidates, rules))
+
+    def _per_request(
+        self, ctx: AnalysisContext, cfg: CostRules, rules: Rules, plan: LadderRanges, ws: WindowSet, g: int,
+        labels: dict[str, str], at: datetime,
+    ) -> Candidate | None:
+        priced = ws.priced[:, g]
+        requests = ws.requests[:, g]
+        k = first_sufficient(priced[plan.current], cfg.min_requests)
+        if k is not None:
+            unit, count, total = "cost", priced, ws.cost_usd[:, g]
+        else:
+            k = first_sufficient(requests[plan.current], cfg.min_requests)
+            if k is None or priced[k] > 0:
+                return None
+            unit, count, total = "tokens", requests, ws.input_tokens[:, g] + ws.output_tokens[:, g]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = np.where(count > 0, total / count, np.nan)
+        seasonal, trailing, day = plan.baselines[k]
+        spread = (means[day], count[day])
+        kind, base_slice = "seasonal", seasonal
+        tested = per_call_z(float(means[k]), float(count[k]), means[seasonal], count[seasonal], spread=spread)
+        if tested is None or tested[2] < rules.baseline.min_seasonal_points:
+            kind, base_slice = "trailing", trailing
+            tested = per_call_z(float(means[k]), float(count[k]), means[trailing], count[trailing], spread=spread)
+        if tested is None:
+            return None
+        z, base, points = tested
+        window = plan.ladder[k]
+        current_value = float(means[k])
+        ratio = current_value / base
+        effect = ratio >= cfg.spike_ratio and z >= cfg.min_z
+        if effect:
+            # The calls of one agent run grow in cost together (each re-sends the context), so a window holding
+            # one or two long traces is one or two pieces of evidence: it is judged at its trace count.
+            units = source_of(ctx).independent_calls(labels, at - window, at, priced=unit == "cost").calls
+            if 0 < units < count[k]:
+                retested = per_call_z(current_value, float(units), means[base_slice], count[base_slice], spread=spread)
+                if retested is not None:
+                    z = retested[0]
+                    effect = z >= cfg.min_z
+
+        def build() -> Observation:
+            what = "cost per request" if unit == "cost" else "tokens per request (model has no price)"
+            show = fmt_usd if unit == "cost" else (lambda x: f"{x:,.0f} tokens")
+            in_tok = ws.input_tokens[k, g] / max(requests[k], 1)
+            out_tok = ws.output_tokens[k, g] / max(requests[k], 1)
+            return Observation(
+                alertname=AlertName.COST_SPIKE,
+                severity=Severity.CRITICAL if ratio >= cfg.critical_ratio else Severity.WARNING,
+                labels=labels,
+                at=at,
+                value=current_value,
+                baseline=base,
+                threshold=base * cfg.spike_ratio,
+                summary=f"{what} of {label_text(labels)} is {ratio:.1f}x its baseline",
+                evidence=(
+                    f"{what} {show(current_value)} over {int(count[k])} requests in the last "
+                    f"{fmt_window(window)} vs {show(base)} baseline ({ratio:.2f}x, z {z:.1f} on the per-call "
+                    f"spread); baseline: mean per call over {points} {kind} windows; now {in_tok:,.0f} input / "
+                    f"{out_tok:,.0f} output tokens per request"
+                ),
+                for_duration=cfg.for_,
+                keep_firing_for=cfg.keep_firing_for,
+                details={
+                    "metric": f"{unit}_per_request",
+                    "ratio": ratio,
+                    "z": z,
+                    "window": fmt_window(window),
+                    "baseline_kind": kind,
+                    "requests": int(count[k]),
+                    "dashboard_url": dashboard_link(ctx, "llmpulse-cost", labels, window),
+                },
+            )
+
+        return Candidate(normal_sf(z), effect, build)
 
     def _spend(
         self,
@@ -134,51 +233,87 @@ class CostAnalyzer:
         rules: Rules,
     ) -> list[Candidate]:
         min_points = rules.baseline.min_seasonal_points
-        window = cfg.spend_window
-        seasonal = usable(seasonal_ranges(at, window, rules.baseline), first)
-        if len(seasonal) < min_points:
+        plan = LadderRanges.build(
+            at,
+            window_ladder(cfg.spend_window, cfg.spend_max_window),
+            lambda w: (usable(seasonal_ranges(at, w, rules.baseline), first), spread_ranges(at, w, first)),
+        )
+        if len(plan.ranges) == len(plan.ladder):
             return []
         source = source_of(ctx)
-        ws = source.windows(APP_DIMS, [(at - window, at), *seasonal])
+        ws = source.windows(APP_DIMS, plan.ranges)
         out: list[Candidate] = []
         for g in range(ws.size):
             labels = ws.labels(g)
-            if not in_part(labels["app"]) or ws.requests[0, g] < cfg.spend_min_requests:
+            if not in_part(labels["app"]) or ws.priced[plan.current, g].max() == 0:
                 continue
-            if ws.priced[0, g] == 0:
+            # The shortest window whose same-time windows on previous days expected enough calls.
+            expected_calls = np.array(
+                [float(np.median(ws.requests[s, g])) if s.stop > s.start else 0.0 for s, _ in plan.baselines]
+            )
+            k = first_sufficient(expected_calls, cfg.spend_min_requests)
+            if k is None:
                 continue
+            season, day = plan.baselines[k]
             spend = ws.cost_usd[:, g]
-            base = robust_baseline(spend[1:])
+            base = robust_baseline(spend[season])
             if base is None or base.n < min_points or base.median <= 0:
                 continue
-            ratio = float(spend[0]) / base.median
-            z = robust_z(float(spend[0]), base)
+            current = float(spend[k])
+            # Spend is a sum over calls: besides the day-to-day spread it has the sampling noise of a compound
+            # count (variance ~ calls x mean cost^2 x (1 + CV^2) x dispersion). An app whose calls grow in cost
+            # along a trace (agents re-sending their context) has a far larger CV than 2: measured on the
+            # windows of this length before yesterday.
+            mean_cost = base.median / max(expected_calls[k], 1.0)
+            factor = SPEND_NOISE_FACTOR
+            day_calls = ws.priced[day, g]
+            if mean_cost > 0 and int((day_calls >= MIN_WINDOW_REQUESTS).sum()) >= 3:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    day_means = np.where(day_calls > 0, spend[day] / day_calls, np.nan)
+                calls = float(day_calls.sum())
+                center = float(spend[day].sum()) / calls
+                variance = per_call_variance(day_means, day_calls, center)
+                if variance is not None and center > 0:
+                    factor = max(factor, (1.0 + variance / center**2) * TRACE_DISPERSION)
+            noise = float(np.sqrt(factor * expected_calls[k]) * mean_cost)
+            scale = max(base.scale, noise, base.median * 0.05)
+            z = (current - base.median) / scale
+            ratio = current / base.median
             effect = ratio >= cfg.spend_spike_ratio and z >= cfg.min_z
-            per_hour = float(spend[0]) * (timedelta(hours=1) / window)
-            obs = Observation(
-                alertname=AlertName.COST_SPIKE,
-                severity=Severity.CRITICAL if ratio >= cfg.critical_ratio else Severity.WARNING,
-                labels=labels,
-                at=at,
-                value=float(spend[0]),
-                baseline=base.median,
-                threshold=base.median * cfg.spend_spike_ratio,
-                summary=f"spend of {label_text(labels)} is {ratio:.1f}x the same time on previous days",
-                evidence=(
-                    f"spent {fmt_usd(float(spend[0]))} in the last {fmt_window(window)} ({fmt_usd(per_hour)}/h) "
-                    f"over {int(ws.requests[0, g])} requests vs {fmt_usd(base.median)} median of {base.n} "
-                    f"same-time windows on previous days/weeks ({ratio:.2f}x, robust z {z:.1f})"
-                ),
-                for_duration=cfg.spend_for,
-                details={
-                    "metric": "spend",
-                    "ratio": ratio,
-                    "z": z,
-                    "baseline_kind": "seasonal",
-                    "dashboard_url": dashboard_link(ctx, "llmpulse-cost", labels, window),
-                },
-            )
-            out.append(Candidate(normal_sf(z), effect, obs))
+            window = plan.ladder[k]
+
+            def build(
+                labels: dict[str, str] = labels, current: float = current, base: RobustBaseline = base,
+                ratio: float = ratio, z: float = z, window: timedelta = window, requests: int = int(ws.requests[k, g]),
+            ) -> Observation:
+                per_hour = current * (timedelta(hours=1) / window)
+                return Observation(
+                    alertname=AlertName.COST_SPIKE,
+                    severity=Severity.CRITICAL if ratio >= cfg.critical_ratio else Severity.WARNING,
+                    labels=labels,
+                    at=at,
+                    value=current,
+                    baseline=base.median,
+                    threshold=base.median * cfg.spend_spike_ratio,
+                    summary=f"spend of {label_text(labels)} is {ratio:.1f}x the same time on previous days",
+                    evidence=(
+                        f"spent {fmt_usd(current)} in the last {fmt_window(window)} ({fmt_usd(per_hour)}/h) "
+                        f"over {requests} requests vs {fmt_usd(base.median)} median of {base.n} "
+                        f"same-time windows on previous days/weeks ({ratio:.2f}x, z {z:.1f})"
+                    ),
+                    for_duration=cfg.spend_for,
+                    keep_firing_for=cfg.keep_firing_for,
+                    details={
+                        "metric": "spend",
+                        "ratio": ratio,
+                        "z": z,
+                        "window": fmt_window(window),
+                        "baseline_kind": "seasonal",
+                        "dashboard_url": dashboard_link(ctx, "llmpulse-cost", labels, window),
+                    },
+                )
+
+            out.append(Candidate(normal_sf(z), effect, build))
         return out
 
 

@@ -4,8 +4,9 @@ A finding is one episode of one condition, identified by (alertname, labels):
 
     first observed        -> pending (first_seen)
     observed for `for`    -> firing (fired_at)
-    not observed in a run that evaluated its labels -> resolved (resolved_at); a pending one that never
-                             fired is dropped the same way (resolved, fired_at empty)
+    not observed in a run that evaluated its labels -> resolved (resolved_at), once it has gone
+                             unobserved for its `keep_firing_for`; a pending one that never fired is dropped
+                             at once (resolved, fired_at empty)
 
 Observing the same condition again while it is pending or firing updates that finding (value, severity,
 evidence, last_seen); it never creates a second one. After it resolves, the next occurrence is a new
@@ -255,6 +256,7 @@ class ClickHouseFindingStore:
             rec = dict(zip(FINDING_COLUMNS, row, strict=True))
             details = json.loads(rec["details"] or "{}")
             fired_obs = details.pop("_fired", None)
+            keep_seconds = float(details.pop("_keep_firing_seconds", 0) or 0)
             obs = Observation(
                 alertname=AlertName(rec["alertname"]),
                 severity=Severity(rec["severity"]),
@@ -267,6 +269,7 @@ class ClickHouseFindingStore:
                 evidence=rec["evidence"],
                 for_duration=timedelta(seconds=int(rec["for_seconds"])),
                 details=details,
+                keep_firing_for=timedelta(seconds=keep_seconds),
             )
             fired = None
             if isinstance(fired_obs, dict):
@@ -290,6 +293,8 @@ class ClickHouseFindingStore:
 def _details_with_fired(f: Finding) -> dict[str, Any]:
     details = dict(f.observation.details)
     details["_peak_severity"] = f.peak_severity.value
+    if f.observation.keep_firing_for:
+        details["_keep_firing_seconds"] = f.observation.keep_firing_for.total_seconds()
     if f.fired_observation is not None:
         fo = f.fired_observation
         details["_fired"] = {"value": fo.value, "baseline": fo.baseline, "summary": fo.summary}
@@ -414,6 +419,8 @@ class Engine:
                 if key[0] != name or key[1] in seen:
                     continue
                 if f.alertname.value not in owned or not _covered(f.labels, result.evaluated):
+                    continue
+                if f.state == FindingState.FIRING and at - f.last_seen < f.observation.keep_firing_for:
                     continue
                 was_firing = f.state == FindingState.FIRING
                 f.state = FindingState.RESOLVED

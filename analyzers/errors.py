@@ -9,8 +9,10 @@ import numpy as np
 from analyzers.common import (
     BURN_SPANS,
     Candidate,
+    LadderRanges,
     burn_observation,
     dashboard_link,
+    first_sufficient,
     fmt_window,
     label_text,
     partitions,
@@ -22,17 +24,23 @@ from analyzers.common import (
     trailing_ranges,
     trimmed_ratio,
     usable,
+    window_ladder,
 )
 from analyzers.findings import AlertName, AnalysisContext, AnalyzerResult, Observation, Severity
 from analyzers.rules import AbsenceRules
-from analyzers.series import WindowSet
-from analyzers.stats import binomial_sf, burn_rate, multiwindow_burn, poisson_cdf
+from analyzers.series import Range, WindowSet
+from analyzers.stats import (
+    binomial_sf_overdispersed,
+    burn_rate,
+    multiwindow_burn,
+    overdispersion,
+    poisson_cdf,
+)
 
 APP_DIMS: tuple[str, ...] = ("app", "environment")
 MODEL_DIMS: tuple[str, ...] = ("environment", "provider", "model")
 ERROR_TRAILING = timedelta(hours=4)
 BASELINE_FLOOR = 0.002
-DISPERSION_SKIP_MINUTES = 60  # an error ratio of 0 in the baseline would make any single error significant
 
 
 def _types_text(ws: WindowSet, g: int, exclude: tuple[str, ...] = (), r: int = 0) -> str:
@@ -76,24 +84,38 @@ class ErrorRateAnalyzer:
         for cfg, in_part in partitions(rules, "errors"):
             if not cfg.enabled:
                 continue
-            window = cfg.window
-            seasonal = usable(seasonal_ranges(at, window, rules.baseline), first)
-            trailing = trailing_ranges(at, window, max(cfg.trailing, ERROR_TRAILING))
-            ws = source.windows(APP_DIMS, [(at - window, at), *seasonal, *trailing])
-            s_sl = slice(1, 1 + len(seasonal))
-            t_sl = slice(1 + len(seasonal), None)
+            span = max(cfg.trailing, ERROR_TRAILING)
+
+            def baselines(w: timedelta, span: timedelta = span) -> tuple[list[Range], list[Range]]:
+                seasonal = usable(seasonal_ranges(at, w, rules.baseline), first)
+                return seasonal, trailing_ranges(at, w, max(span, 3 * w))
+
+            plan = LadderRanges.build(at, window_ladder(cfg.window, cfg.max_window), baselines)
+            ws = source.windows(APP_DIMS, plan.ranges)
             for g in range(ws.size):
                 labels = ws.labels(g)
                 if not in_part(labels["app"]):
                     continue
-                n, k = int(ws.requests[0, g]), int(ws.errors[0, g])
-                if n < cfg.min_requests:
+                k = first_sufficient(ws.requests[plan.current, g], cfg.min_requests)
+                if k is None:
                     continue
+                window = plan.ladder[k]
+                s_sl, t_sl = plan.baselines[k]
+                n, e = int(ws.requests[k, g]), int(ws.errors[k, g])
                 p0, kind = _baseline_ratio(ws, g, ws.errors[:, g], s_sl, t_sl, min_points)
                 p0 = max(p0 if p0 is not None else BASELINE_FLOOR, BASELINE_FLOOR)
-                ratio = k / n
+                base_sl = s_sl if kind == "seasonal" else t_sl
+                phi = overdispersion(ws.errors[base_sl, g], ws.requests[base_sl, g], p0)
+                p_value = binomial_sf_overdispersed(e, n, p0, phi)
+                ratio = e / n
                 threshold = max(cfg.min_ratio, cfg.baseline_multiplier * p0)
-                effect = k >= cfg.min_errors and ratio >= threshold
+                effect = e >= cfg.min_errors and ratio >= threshold
+                if effect:
+                    # A failing agent run fails (and retries) several calls: each trace is one piece of evidence.
+                    units = source.independent_calls(labels, at - window, at)
+                    if 0 < units.calls < n:
+                        p_value = binomial_sf_overdispersed(units.failed, units.calls, p0, phi)
+                        effect = units.failed >= cfg.min_errors and units.failed / units.calls >= threshold
                 obs = Observation(
                     alertname=AlertName.ERROR_RATE_HIGH,
                     severity=Severity.CRITICAL if ratio >= cfg.critical_ratio else Severity.WARNING,
@@ -104,19 +126,21 @@ class ErrorRateAnalyzer:
                     threshold=threshold,
                     summary=f"{ratio:.1%} of LLM calls of {label_text(labels)} fail (baseline {p0:.2%})",
                     evidence=(
-                        f"{k} of {n} calls failed in the last {fmt_window(window)} ({_types_text(ws, g)}); "
-                        f"{kind} baseline {p0:.2%}; binomial p={binomial_sf(k, n, p0):.2g}"
+                        f"{e} of {n} calls failed in the last {fmt_window(window)} ({_types_text(ws, g, r=k)}); "
+                        f"{kind} baseline {p0:.2%}; binomial p={p_value:.2g} (dispersion {phi:.1f})"
                     ),
                     for_duration=cfg.for_,
+                    keep_firing_for=cfg.keep_firing_for,
                     details={
-                        "errors": k,
+                        "errors": e,
                         "requests": n,
-                        "by_type": {t: int(a[0, g]) for t, a in ws.errors_by_type.items() if a[0, g] > 0},
+                        "window": fmt_window(window),
+                        "by_type": {t: int(a[k, g]) for t, a in ws.errors_by_type.items() if a[k, g] > 0},
                         "baseline_kind": kind,
                         "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, window),
                     },
                 )
-                candidates.append(Candidate(binomial_sf(k, n, p0), effect, obs))
+                candidates.append(Candidate(p_value, effect, obs))
         return AnalyzerResult([*select(candidates, rules), *self._slo(ctx)])
 
     def _slo(self, ctx: AnalysisContext) -> list[Observation]:
@@ -174,8 +198,12 @@ class OutageAnalyzer:
             return AnalyzerResult([])
         source = source_of(ctx)
         at = run_at(ctx)
-        trailing = trailing_ranges(at, cfg.window, ERROR_TRAILING)
-        ws = source.windows(MODEL_DIMS, [(at - cfg.window, at), (at - cfg.sparse_window, at), *trailing])
+        plan = LadderRanges.build(
+            at,
+            window_ladder(cfg.window, cfg.max_window),
+            lambda w: (trailing_ranges(at, w, max(ERROR_TRAILING, 3 * w)),),
+        )
+        ws = source.windows(MODEL_DIMS, plan.ranges)
         client = np.zeros_like(ws.errors)
         for etype in cfg.client_error_types:
             if etype in ws.errors_by_type:
@@ -184,16 +212,19 @@ class OutageAnalyzer:
         candidates: list[Candidate] = []
         for g in range(ws.size):
             labels = ws.labels(g)
-            # A model with little traffic is judged over the longer window rather than not at all.
-            w = 0 if ws.requests[0, g] >= cfg.min_requests else 1
-            window = cfg.window if w == 0 else cfg.sparse_window
-            n, k = int(ws.requests[w, g]), int(provider_errors[w, g])
-            if n < cfg.min_requests:
+            # A model with little traffic is judged over a longer window rather than not at all.
+            k = first_sufficient(ws.requests[plan.current, g], cfg.min_requests)
+            if k is None:
                 continue
-            p0 = trimmed_ratio(provider_errors[2:, g], ws.requests[2:, g])
+            window = plan.ladder[k]
+            (trailing,) = plan.baselines[k]
+            n, e = int(ws.requests[k, g]), int(provider_errors[k, g])
+            p0 = trimmed_ratio(provider_errors[trailing, g], ws.requests[trailing, g])
             p0 = max(p0 if p0 is not None else BASELINE_FLOOR, BASELINE_FLOOR)
-            ratio = k / n
-            effect = k >= cfg.min_errors and ratio >= cfg.min_error_ratio
+            phi = overdispersion(provider_errors[trailing, g], ws.requests[trailing, g], p0)
+            p_value = binomial_sf_overdispersed(e, n, p0, phi)
+            ratio = e / n
+            effect = e >= cfg.min_errors and ratio >= cfg.min_error_ratio
             obs = Observation(
                 alertname=AlertName.PROVIDER_OUTAGE,
                 severity=Severity.CRITICAL,
@@ -204,19 +235,20 @@ class OutageAnalyzer:
                 threshold=cfg.min_error_ratio,
                 summary=f"{labels['provider']}/{labels['model']} is failing: {ratio:.0%} of calls error",
                 evidence=(
-                    f"{k} of {n} calls to {labels['model']} ({labels['environment']}) failed in the last "
-                    f"{fmt_window(window)} ({_types_text(ws, g, cfg.client_error_types, w)}); normally "
-                    f"{p0:.2%}; binomial p={binomial_sf(k, n, p0):.2g}"
+                    f"{e} of {n} calls to {labels['model']} ({labels['environment']}) failed in the last "
+                    f"{fmt_window(window)} ({_types_text(ws, g, cfg.client_error_types, k)}); normally "
+                    f"{p0:.2%}; binomial p={p_value:.2g} (dispersion {phi:.1f})"
                 ),
                 for_duration=cfg.for_,
+                keep_firing_for=cfg.keep_firing_for,
                 details={
-                    "errors": k,
+                    "errors": e,
                     "requests": n,
                     "window": fmt_window(window),
                     "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, window),
                 },
             )
-            candidates.append(Candidate(binomial_sf(k, n, p0), effect, obs))
+            candidates.append(Candidate(p_value, effect, obs))
         return AnalyzerResult(select(candidates, rules))
 
 
@@ -227,15 +259,53 @@ _LEVEL_DIMS: dict[str, tuple[str, ...]] = {
 }
 
 
-class AbsenceAnalyzer:
-    """An app, feature or model that normally has traffic goes (nearly) silent.
+def trailing_expectation(
+    minutes: np.ndarray, window_minutes: int, span_minutes: int, skip: int
+) -> tuple[float, float] | None:
+    """(median calls per window, dispersion) from per-minute counts (newest first), ignoring the newest `skip`.
 
-    Expected calls in the window: the median of the same window on previous days/weeks, else of the
-    trailing windows. Calls come in bursts (an agent request makes many), so counts are tested as an
-    overdispersed Poisson: the dispersion (variance/mean of the trailing windows, robustly) scales both
-    counts before a Poisson lower-tail test. Absent: at most `max_ratio` of the expected, at least
-    `min_expected` expected, the test surviving the correction, and traffic within `recent` (a slice
-    retired for good stops alerting once it has been gone that long).
+    The span ends where the slice's current silence began (`skip` is at least the silence's length), so a
+    silence never becomes its own baseline: the expectation stays what the slice did before it went quiet.
+    The dispersion is the variance/mean (>= 1) of the minute counts and of every window-long stretch of the
+    span: calls come in traces and sessions spanning minutes, so quiet stretches are likelier than a Poisson
+    count says, and the test must know.
+    """
+    older = minutes[skip : skip + span_minutes]
+    n_windows = older.size // window_minutes
+    if n_windows < 1:
+        return None
+    per_window = older[: n_windows * window_minutes].reshape(n_windows, window_minutes).sum(axis=1)
+    # Every window-long stretch of the span (overlapping), so the dispersion at the window's own length is
+    # measured even when the span holds only a few whole windows: traces and sessions make calls cluster over
+    # many minutes, which minute counts alone understate.
+    cumulative = np.concatenate([[0.0], np.cumsum(older, dtype=np.float64)])
+    sliding = cumulative[window_minutes:] - cumulative[:-window_minutes]
+    dispersion = 1.0
+    for counts in (older, sliding) if n_windows >= 2 else (older,):
+        mean = float(counts.mean())
+        if mean > 0:
+            dispersion = max(dispersion, float(counts.var()) / mean)
+    return float(np.median(per_window)), dispersion
+
+
+def silent_minutes(minutes: np.ndarray) -> int:
+    """How many of the newest minutes (newest first) had no calls."""
+    active = np.flatnonzero(minutes > 0)
+    return int(active[0]) if active.size else int(minutes.size)
+
+
+class AbsenceAnalyzer:
+    """An app, feature or model that normally has traffic goes (nearly) silent, and stays so.
+
+    Each slice is judged over the shortest window in [window, max_window] in which it expects at least
+    `min_expected` calls. Expected: the median of the same window on previous days/weeks and of the windows
+    before the slice's current silence began (the smaller of the two, so a quiet weekend day is no outage),
+    or the latter alone without history. Calls come in bursts (an agent request makes many), so counts are
+    tested as an overdispersed Poisson: the dispersion (variance/mean of the minute counts before the
+    silence) scales both counts before a Poisson lower-tail test. Absent: at most `max_ratio` of the
+    expected, the test surviving the correction, and traffic within `recent` (a slice retired for good
+    stops alerting once it has been gone that long). Because the baseline ends where the silence began, the
+    finding stays firing as long as the slice stays silent.
     """
 
     name: str = "absence"
@@ -249,44 +319,28 @@ class AbsenceAnalyzer:
         first = source.first_minute()
         min_points = rules.baseline.min_seasonal_points
         candidates: list[Candidate] = []
+        minute = timedelta(minutes=1)
         for cfg, in_part in partitions(rules, "absence"):
             if not cfg.enabled:
                 continue
-            window = cfg.window
-            per_window = max(1, int(window / timedelta(minutes=1)))
-            n_windows = max(1, int(cfg.trailing / window))
-            seasonal = usable(seasonal_ranges(at, window, rules.baseline), first)
-            # The trailing span minute by minute: window counts are sums of these, and the minute counts'
-            # variance/mean measures how bursty the slice's traffic is.
-            minute = timedelta(minutes=1)
-            trailing = [
-                (at - window - minute * (k + 1), at - window - minute * k) for k in range(n_windows * per_window)
-            ]
-            recent = (at - cfg.recent, at - window)
-            ranges = [(at - window, at), recent, *seasonal, *trailing]
-            ns = len(seasonal)
+            ladder = window_ladder(cfg.window, cfg.max_window)
+            span = int(cfg.trailing / minute)
+            longest = int(ladder[-1] / minute)
+            # Minute by minute, newest first: enough to look past a silence as long as the longest window.
+            n_minutes = longest + span
+            per_minute = [(at - minute * (i + 1), at - minute * i) for i in range(n_minutes)]
+            plan = LadderRanges.build(
+                at, ladder, lambda w: (usable(seasonal_ranges(at, w, rules.baseline), first),)
+            )
+            recent_index = len(plan.ranges)
+            ranges = [*plan.ranges, (at - cfg.recent, at), *per_minute]
             for level in cfg.levels:
                 dims = _LEVEL_DIMS[level]
                 ws = source.windows(dims, ranges)
                 if ws.size == 0:
                     continue
                 counts = ws.requests
-                minutes = counts[2 + ns :]
-                trail = minutes.reshape(n_windows, per_window, -1).sum(axis=1)
-                t_med = np.median(trail, axis=0)
-                # Dispersion from the older part of the span, so a silence that began within the last hour
-                # does not inflate its own noise estimate and talk itself out of significance.
-                older = minutes[min(DISPERSION_SKIP_MINUTES, minutes.shape[0] // 2) :]
-                m_mean = older.mean(axis=0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    dispersion_all = np.maximum(1.0, np.where(m_mean > 0, older.var(axis=0) / m_mean, 1.0))
-                if ns >= min_points:
-                    # Conservative: a quiet weekend day must not look like an outage of a weekday's traffic.
-                    expected_all = np.minimum(np.median(counts[2 : 2 + ns], axis=0), t_med)
-                    kind, points = "seasonal and trailing", ns + n_windows
-                else:
-                    expected_all = t_med
-                    kind, points = "trailing", n_windows
+                minutes = counts[recent_index + 1 :]
                 for g in range(ws.size):
                     key = ws.keys[g]
                     app = key[0] if "app" in dims else None
@@ -294,20 +348,55 @@ class AbsenceAnalyzer:
                         continue
                     if app is None and cfg != rules.defaults.absence:
                         continue  # model-level absence follows the defaults only
-                    expected = float(expected_all[g])
-                    if counts[1, g] <= 0 or expected < cfg.min_expected:
+                    if counts[recent_index, g] <= 0:
                         continue
-                    observed = int(counts[0, g])
-                    phi = float(dispersion_all[g])
-                    p = poisson_cdf(int(observed / phi), expected / phi)
+                    series = minutes[:, g]
+                    quiet = silent_minutes(series)
+                    # Evidence of a silence grows with its length: every rung that expects enough calls is
+                    # tested and the strongest counts, Bonferroni-corrected for the rungs tried.
+                    chosen = None
+                    tried = 0
+                    for k, w in enumerate(ladder):
+                        wm = int(w / minute)
+                        trail = trailing_expectation(series, wm, span, max(wm, quiet))
+                        (season,) = plan.baselines[k]
+                        seasonal_expected = (
+                            float(np.median(counts[season, g])) if season.stop - season.start >= min_points else None
+                        )
+                        if trail is None and seasonal_expected is None:
+                            continue
+                        if trail is None:
+                            expected, phi, kind = float(seasonal_expected or 0.0), 1.0, "seasonal"
+                        elif seasonal_expected is None:
+                            expected, phi, kind = trail[0], trail[1], "trailing"
+                        else:
+                            expected, phi, kind = min(seasonal_expected, trail[0]), trail[1], "seasonal and trailing"
+                        if expected < cfg.min_expected:
+                            continue
+                        tried += 1
+                        observed = int(counts[k, g])
+                        p_rung = poisson_cdf(int(observed / phi), expected / phi)
+                        # A rung that is silent enough beats one with a smaller p that is not (a long
+                        # window mixing the silence with the traffic before it).
+                        rank = (observed > cfg.max_ratio * expected, p_rung)
+                        if chosen is None or rank < chosen[6]:
+                            chosen = (k, w, expected, phi, kind, p_rung, rank)
+                        if observed > 0 and wm > quiet:
+                            break  # longer windows only add the traffic that ended the silence
+                    if chosen is None:
+                        continue
+                    k, window, expected, phi, kind, p_best, _ = chosen
+                    observed = int(counts[k, g])
+                    p = min(1.0, p_best * tried)
                     effect = observed <= cfg.max_ratio * expected
 
                     def build(
                         g: int = g, observed: int = observed, expected: float = expected, p: float = p,
                         phi: float = phi, level: str = level, ws: WindowSet = ws, kind: str = kind,
-                        points: int = points, cfg: AbsenceRules = cfg, window: timedelta = window,
+                        cfg: AbsenceRules = cfg, window: timedelta = window, quiet: int = quiet,
                     ) -> Observation:
                         labels = ws.labels(g)
+                        silent_for = f"; silent for {fmt_window(quiet * minute)}" if quiet >= 2 else ""
                         return Observation(
                             alertname=AlertName.TRAFFIC_ABSENT,
                             severity=Severity.CRITICAL if observed == 0 else Severity.WARNING,
@@ -322,13 +411,16 @@ class AbsenceAnalyzer:
                             ),
                             evidence=(
                                 f"{observed} calls in the last {fmt_window(window)} vs {expected:.1f} expected "
-                                f"(median of {points} {kind} windows); dispersion {phi:.1f}; "
+                                f"(median of {kind} windows){silent_for}; dispersion {phi:.1f}; "
                                 f"overdispersed Poisson P(X<={observed})={p:.2g}"
                             ),
                             for_duration=cfg.for_,
+                            keep_firing_for=cfg.keep_firing_for,
                             details={
                                 "level": level,
+                                "window": fmt_window(window),
                                 "baseline_kind": kind,
+                                "silent_minutes": quiet,
                                 "dashboard_url": dashboard_link(ctx, "llmpulse-reliability", labels, window),
                             },
                         )

@@ -83,6 +83,9 @@ class Observation:
     evidence: str = ""
     for_duration: timedelta = timedelta(0)
     details: Mapping[str, Any] = field(default_factory=dict)
+    # A firing finding that a run no longer observes stays firing this long (Prometheus' keep_firing_for):
+    # a condition judged on a handful of calls flickers at its threshold, and one incident must stay one page.
+    keep_firing_for: timedelta = timedelta(0)
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -9,8 +9,10 @@ import numpy as np
 from analyzers.common import (
     BURN_SPANS,
     Candidate,
+    LadderRanges,
     burn_observation,
     dashboard_link,
+    first_sufficient,
     fmt_ms,
     fmt_window,
     label_text,
@@ -21,8 +23,10 @@ from analyzers.common import (
     select,
     source_of,
     usable,
+    window_ladder,
 )
 from analyzers.findings import AlertName, AnalysisContext, AnalyzerResult, Observation, Severity
+from analyzers.series import Range
 from analyzers.stats import (
     burn_rate,
     hist_fraction_above,
@@ -48,7 +52,7 @@ class LatencyAnalyzer:
 
     name: str = "latency"
     alertnames: tuple[AlertName, ...] = (AlertName.LATENCY_REGRESSION, AlertName.LATENCY_SLO_BURN)
-    interval: timedelta = timedelta(minutes=5)
+    interval: timedelta = timedelta(minutes=1)
 
     def run(self, ctx: AnalysisContext) -> AnalyzerResult:
         rules = rules_of(ctx)
@@ -59,35 +63,44 @@ class LatencyAnalyzer:
         for cfg, in_part in partitions(rules, "latency"):
             if not cfg.enabled:
                 continue
-            window = cfg.window
-            current = (at - window, at)
-            seasonal = usable(seasonal_ranges(at, window, rules.baseline, weeks=False), first)
-            trailing = (at - window - cfg.trailing, at - window)
-            ws = source.windows(GROUP_DIMS, [current, trailing, *seasonal], hist=True)
+            # Latency's distribution does not scale with the window, so each rung's baseline is the same clock
+            # span (at least `trailing` long) on previous days, else the span before the rung's window.
+            span = cfg.trailing
+
+            def baselines(w: timedelta, span: timedelta = span) -> tuple[list[Range], list[Range]]:
+                return (
+                    [(at - w - max(span, w), at - w)],
+                    usable(seasonal_ranges(at, max(w, span), rules.baseline, weeks=False), first),
+                )
+
+            plan = LadderRanges.build(at, window_ladder(cfg.window, cfg.max_window), baselines)
+            ws = source.windows(GROUP_DIMS, plan.ranges, hist=True)
             if ws.latency_hist is None or ws.ttft_hist is None or ws.size == 0:
                 continue
             groups = [g for g in range(ws.size) if in_part(ws.keys[g][0])]
-            tested: list[tuple[int, str, np.ndarray, np.ndarray, str, int]] = []
+            tested: list[tuple[int, str, np.ndarray, np.ndarray, str, int, timedelta]] = []
             for g in groups:
                 for metric, hist in (("latency", ws.latency_hist), ("ttft", ws.ttft_hist)):
-                    cur = hist[0, g]
-                    if cur.sum() < cfg.min_samples:
+                    k = first_sufficient(hist[plan.current, g].sum(axis=1), cfg.min_samples)
+                    if k is None:
                         continue
-                    days = hist[2:, g]
+                    cur = hist[k, g]
+                    trailing, seasonal = plan.baselines[k]
+                    days = hist[seasonal, g]
                     with_traffic = days.sum(axis=1) > 0
                     base = days[with_traffic].sum(axis=0)
                     kind, points = "seasonal", int(with_traffic.sum())
                     if points < rules.baseline.min_seasonal_points or base.sum() < cfg.min_baseline_samples:
-                        base, kind, points = hist[1, g], "trailing", 1
+                        base, kind, points = hist[trailing, g].sum(axis=0), "trailing", 1
                     if base.sum() < cfg.min_baseline_samples:
                         continue
-                    tested.append((g, metric, cur, base, kind, points))
+                    tested.append((g, metric, cur, base, kind, points, plan.ladder[k]))
             if not tested:
                 continue
             tests = mann_whitney_binned_many(
                 np.stack([t[2] for t in tested]), np.stack([t[3] for t in tested])
             )
-            for (g, metric, cur, base, kind, points), test in zip(tested, tests, strict=True):
+            for (g, metric, cur, base, kind, points, window), test in zip(tested, tests, strict=True):
                 labels = ws.labels(g)
                 qc = hist_quantiles(cur, QUANTILES)
                 qb = hist_quantiles(base, QUANTILES)
@@ -119,9 +132,10 @@ class LatencyAnalyzer:
                         f"{test.n_current} successful calls in the last {fmt_window(window)}{ttft_note}; "
                         f"Mann-Whitney one-sided p={test.p_greater:.2g} (P(slower)={test.effect:.2f}) vs "
                         f"{test.n_baseline} calls of the {kind} baseline"
-                        + (f" ({points} previous days)" if kind == "seasonal" else f" ({fmt_window(cfg.trailing)})")
+                        + (f" ({points} previous days)" if kind == "seasonal" else " (the span before the window)")
                     ),
                     for_duration=cfg.for_,
+                    keep_firing_for=cfg.keep_firing_for,
                     details={
                         "metric": metric,
                         "quantile": pname,
@@ -133,6 +147,7 @@ class LatencyAnalyzer:
                         "baseline_p99_ms": qb[2],
                         "p_value": test.p_greater,
                         "baseline_kind": kind,
+                        "window": fmt_window(window),
                         "dashboard_url": dashboard_link(ctx, "llmpulse-latency", labels, window),
                     },
                 )

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import analyzers
-from analyzers.cost import BudgetAnalyzer, CostAnalyzer, RunawayAnalyzer
+from analyzers.cost import SPREAD_LAG, SPREAD_MAX_SPAN, BudgetAnalyzer, CostAnalyzer, RunawayAnalyzer
 from analyzers.errors import AbsenceAnalyzer, ErrorRateAnalyzer, OutageAnalyzer
 from analyzers.findings import Analyzer
 from analyzers.latency import LatencyAnalyzer
@@ -97,12 +97,17 @@ def required_lookback(rules: Rules) -> timedelta:
     b = rules.baseline
     seasonal = timedelta(days=max(b.seasonal_days, 7 * b.seasonal_weeks if b.seasonal_weeks >= 2 else 0))
     for r in rules.all_app_rules():
-        longest_window = max(r.cost.window, r.latency.window, r.errors.window, r.absence.window, r.outage.window)
-        spans.append(seasonal + longest_window)
-        spans.append(r.latency.window + r.latency.trailing)
-        spans.append(r.errors.window * 2 + max(r.errors.trailing, timedelta(hours=4)))
-        spans.append(r.outage.window * 2 + timedelta(hours=4))
-        spans.append(r.absence.window * 2 + max(r.absence.trailing, r.absence.recent))
+        longest_window = max(
+            r.cost.max_window, r.cost.spend_max_window, r.latency.max_window, r.errors.max_window,
+            r.absence.max_window, r.outage.max_window,
+        )
+        spans.append(seasonal + longest_window + max(r.latency.trailing, r.latency.max_window))
+        spans.append(r.cost.max_window * 4 + timedelta(hours=2))
+        spans.append(SPREAD_LAG + SPREAD_MAX_SPAN + max(r.cost.max_window, r.cost.spend_max_window))
+        spans.append(r.latency.max_window * 2 + r.latency.trailing)
+        spans.append(r.errors.max_window * 4 + max(r.errors.trailing, timedelta(hours=4)))
+        spans.append(r.outage.max_window * 4 + timedelta(hours=4))
+        spans.append(r.absence.max_window + r.absence.trailing + r.absence.recent)
         spans.append(r.runaway.window + r.runaway.baseline + timedelta(hours=1))
         spans.append(timedelta(hours=2, minutes=30))
         if r.slo.availability or (r.slo.latency_threshold_ms and r.slo.latency_objective):

@@ -53,70 +53,104 @@ def format_duration(value: timedelta) -> str:
 Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(format_duration, return_type=str)]
 
 
+# Detectors fire as soon as the evidence suffices (no `for` hold); a finding then outlives one run that no
+# longer sees it by this much, so a condition at its threshold is one episode, not a flicker of pages.
+KEEP_FIRING_FOR = timedelta(minutes=10)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class CostRules(_Section):
     enabled: bool = True
-    window: Duration = timedelta(minutes=10)
+    window: Duration = Field(default=timedelta(minutes=5), description="Shortest window a slice is judged over.")
+    max_window: Duration = Field(
+        default=timedelta(hours=6), description="Longest: a quiet slice is judged over the shortest that has the calls."
+    )
     spike_ratio: float = Field(default=2.0, gt=1, description="Cost per request vs baseline that counts.")
     critical_ratio: float = Field(default=5.0, gt=1)
-    min_z: float = Field(default=4.0, gt=0, description="Robust z-score against the baseline windows.")
-    min_requests: int = Field(default=20, ge=1, description="Priced requests in the window to judge a group.")
-    for_: Duration = Field(default=timedelta(minutes=5), alias="for")
-    spend_window: Duration = timedelta(minutes=15)
+    # Per-call cost is long-tailed, so a mean of a dozen calls is skewed and a normal tail at z = 4 is far too
+    # optimistic; z >= 6 keeps quiet slices calibrated while a 4x spike over 10 calls still reaches z ~ 9.
+    min_z: float = Field(default=6.0, gt=0, description="z of the window's mean against the baseline per-call spread.")
+    min_requests: int = Field(default=10, ge=3, description="Priced requests the window must hold (it widens).")
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: Duration = Field(default=KEEP_FIRING_FOR, description="Stays firing this long unobserved.")
+    spend_window: Duration = timedelta(minutes=10)
+    spend_max_window: Duration = timedelta(hours=6)
     spend_spike_ratio: float = Field(default=2.0, gt=1, description="App spend rate vs seasonal baseline.")
-    spend_min_requests: int = Field(default=100, ge=1)
-    spend_for: Duration = timedelta(minutes=10)
+    spend_min_requests: int = Field(default=100, ge=1, description="Requests the seasonal windows must expect.")
+    spend_for: Duration = timedelta(0)
 
 
 class LatencyRules(_Section):
     enabled: bool = True
-    window: Duration = timedelta(minutes=5)
+    window: Duration = Field(default=timedelta(minutes=5), description="Shortest window a slice is judged over.")
+    max_window: Duration = timedelta(hours=6)
     ratio: float = Field(default=1.5, gt=1, description="p50 or p95 vs baseline that counts as slower.")
     critical_ratio: float = Field(default=3.0, gt=1)
     min_delta_ms: float = Field(default=100.0, ge=0, description="Ignore regressions smaller than this.")
-    min_samples: int = Field(default=10, ge=3)
-    min_baseline_samples: int = Field(default=100, ge=10)
+    min_samples: int = Field(default=8, ge=3, description="Successful calls the window must hold (it widens).")
+    min_baseline_samples: int = Field(default=50, ge=10)
     trailing: Duration = timedelta(hours=2)
-    for_: Duration = Field(default=timedelta(minutes=5), alias="for")
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: Duration = Field(default=KEEP_FIRING_FOR, description="Stays firing this long unobserved.")
 
 
 class ErrorRules(_Section):
     enabled: bool = True
-    window: Duration = timedelta(minutes=5)
+    window: Duration = Field(default=timedelta(minutes=5), description="Shortest window a slice is judged over.")
+    max_window: Duration = timedelta(hours=6)
     min_ratio: float = Field(default=0.05, gt=0, lt=1, description="Error ratio that can count as high.")
     baseline_multiplier: float = Field(default=3.0, ge=1, description="... and at least this x baseline.")
     critical_ratio: float = Field(default=0.25, gt=0, le=1)
-    min_requests: int = Field(default=20, ge=1)
-    min_errors: int = Field(default=5, ge=1)
+    min_requests: int = Field(default=20, ge=1, description="Calls the window must hold (it widens).")
+    min_errors: int = Field(default=4, ge=1)
     trailing: Duration = timedelta(hours=1)
-    for_: Duration = Field(default=timedelta(minutes=5), alias="for")
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: Duration = Field(default=KEEP_FIRING_FOR, description="Stays firing this long unobserved.")
+
+
+# Error types that say the request was wrong, not the provider (after the collector's normalization of
+# instrumentation class names): they never count toward an outage.
+CLIENT_ERROR_TYPES: tuple[str, ...] = (
+    "invalid_request",
+    "bad_request",
+    "authentication",
+    "permission_denied",
+    "not_found",
+    "conflict",
+    "unprocessable_entity",
+    "context_length_exceeded",
+    "content_filter",
+    "quota_exceeded",
+    "cancelled",
+)
 
 
 class OutageRules(_Section):
     enabled: bool = True
-    window: Duration = timedelta(minutes=5)
-    sparse_window: Duration = Field(
-        default=timedelta(minutes=15), description="Used instead when `window` has too few calls."
-    )
+    window: Duration = Field(default=timedelta(minutes=3), description="Shortest window a model is judged over.")
+    max_window: Duration = Field(default=timedelta(hours=2), description="Longest: a quiet model's window widens.")
     min_error_ratio: float = Field(default=0.5, gt=0, le=1, description="'Most calls fail'.")
-    min_requests: int = Field(default=6, ge=1)
+    min_requests: int = Field(default=6, ge=1, description="Calls the window must hold (it widens).")
     min_errors: int = Field(default=4, ge=1)
-    client_error_types: tuple[str, ...] = ("context_length_exceeded", "content_filter", "invalid_request")
-    for_: Duration = Field(default=timedelta(minutes=5), alias="for")
+    client_error_types: tuple[str, ...] = CLIENT_ERROR_TYPES
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: Duration = Field(default=KEEP_FIRING_FOR, description="Stays firing this long unobserved.")
 
 
 class AbsenceRules(_Section):
     enabled: bool = True
-    window: Duration = timedelta(minutes=5)
+    window: Duration = Field(default=timedelta(minutes=5), description="Shortest window a slice is judged over.")
+    max_window: Duration = Field(default=timedelta(hours=6), description="Longest: quiet slices widen to this.")
     max_ratio: float = Field(default=0.1, ge=0, lt=1, description="Observed/expected at or below this.")
-    min_expected: float = Field(default=10.0, gt=0, description="Expected calls in the window to judge.")
+    min_expected: float = Field(default=10.0, gt=0, description="Expected calls the window must hold (it widens).")
     trailing: Duration = timedelta(hours=3)
-    recent: Duration = Field(default=timedelta(hours=6), description="Must have had traffic this recently.")
+    recent: Duration = Field(default=timedelta(hours=24), description="Must have had traffic this recently.")
     levels: tuple[Literal["app", "feature", "model"], ...] = ("app", "feature", "model")
-    for_: Duration = Field(default=timedelta(minutes=5), alias="for")
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: Duration = Field(default=KEEP_FIRING_FOR, description="Stays firing this long unobserved.")
 
 
 class RunawayRules(_Section):
@@ -162,7 +196,7 @@ class BaselineRules(_Section):
 
 
 class TestingRules(_Section):
-    alpha: float = Field(default=0.001, gt=0, lt=1, description="Per-run false discovery rate.")
+    alpha: float = Field(default=0.0001, gt=0, lt=1, description="Per-run false discovery rate.")
     method: Literal["bh", "holm", "none"] = "bh"
 
 

@@ -10,7 +10,7 @@ checks this).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -135,6 +135,42 @@ class SeriesSource(Protocol):
 
     def key_hour_quantiles(self, kind: str, start: datetime, end: datetime, q: float) -> list[KeyHourQuantile]: ...
 
+    def independent_calls(
+        self, labels: Mapping[str, str], start: datetime, end: datetime, *, priced: bool = False
+    ) -> IndependentCalls: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IndependentCalls:
+    """A slice's calls in a window counted once per trace (calls without a trace id: each), and of those
+    the traces with a failed call."""
+
+    calls: int
+    failed: int
+
+
+_SLICE_COLUMNS = frozenset({"app", "environment", "provider", "model", "feature", "prompt_version"})
+
+
+def independent_calls_query(
+    labels: Mapping[str, str], start: datetime, end: datetime, exclude_operations: Sequence[str], *, priced: bool
+) -> tuple[str, dict[str, str]]:
+    """SQL and parameters counting a slice's calls in [start, end) once per trace (calls without one: each),
+    and the traces among them with a failed call."""
+    unknown = set(labels) - _SLICE_COLUMNS
+    if unknown:
+        raise ValueError(f"cannot count calls by {sorted(unknown)}; slice labels are {sorted(_SLICE_COLUMNS)}")
+    where = [f"{name} = {{{name}:String}}" for name in sorted(labels)]
+    if priced:
+        where.append("cost_usd IS NOT NULL")
+    sql = (
+        "SELECT uniqExact(if(trace_id = '', event_id, trace_id)), "
+        "uniqExactIf(if(trace_id = '', event_id, trace_id), status = 'error') FROM events "
+        f"WHERE start_time >= {_sql_dt64(start)} AND start_time < {_sql_dt64(end)} "
+        f"AND operation NOT IN {_sql_str_list(exclude_operations)} AND {' AND '.join(where)}"
+    )
+    return sql, dict(labels)
+
 
 def _empty_set(dims: tuple[str, ...], ranges: list[Range], hist: bool) -> WindowSet:
     r = len(ranges)
@@ -245,6 +281,15 @@ class LiveSeriesSource:
         out.sort(key=lambda a: (a.app, a.environment, a.key))
         return out
 
+    def independent_calls(
+        self, labels: Mapping[str, str], start: datetime, end: datetime, *, priced: bool = False
+    ) -> IndependentCalls:
+        """A slice's calls counted once per trace: the calls of one agent run share its context (so its cost)
+        and its failures (a retried error), so they are one piece of evidence, not many."""
+        sql, parameters = independent_calls_query(labels, start, end, self.exclude_operations, priced=priced)
+        rows = self.client.query(sql, parameters=parameters).result_rows
+        return IndependentCalls(int(rows[0][0]), int(rows[0][1])) if rows else IndependentCalls(0, 0)
+
     def key_hour_quantiles(self, kind: str, start: datetime, end: datetime, q: float) -> list[KeyHourQuantile]:
         if kind not in KEY_KINDS:
             raise ValueError(f"unknown key kind {kind!r}; use one of {KEY_KINDS}")
@@ -303,6 +348,18 @@ class _Loaded:
     lat_hist: npt.NDArray[Any]  # (rows, bins)
     ttft_hist: npt.NDArray[Any]
     levels: dict[tuple[str, ...], _Level] = field(default_factory=dict)
+    # Cumulative histograms over rows with a leading zero row, built on first use: a window's histogram is
+    # then one subtraction, which matters once analyzers ask for a ladder of windows at every step.
+    hist_cums: tuple[F64, F64] | None = None
+
+    def cumulative_hists(self) -> tuple[F64, F64]:
+        if self.hist_cums is None:
+            zero = np.zeros((1, HIST_BINS))
+            self.hist_cums = (
+                np.concatenate([zero, np.cumsum(np.asarray(self.lat_hist, dtype=np.float64), axis=0)]),
+                np.concatenate([zero, np.cumsum(np.asarray(self.ttft_hist, dtype=np.float64), axis=0)]),
+            )
+        return self.hist_cums
 
 
 class PreloadedSeriesSource:
@@ -326,7 +383,8 @@ class PreloadedSeriesSource:
         self.exclude_operations = tuple(exclude_operations)
         self._start = floor_minute(start)
         self._end = floor_minute(end)
-        self._first = LiveSeriesSource(client, exclude_operations=self.exclude_operations).first_minute()
+        self._live = LiveSeriesSource(client, exclude_operations=self.exclude_operations)
+        self._first = self._live.first_minute()
         self._data = self._load_rollup(client)
         self._pos: npt.NDArray[np.int64] | None = None
         self._key_floor = key_floor
@@ -528,15 +586,9 @@ class PreloadedSeriesSource:
                 by_type[etype] = arr
         lat = ttft = None
         if hist:
-            n_level = len(level.keys)
-            lat_all = np.zeros((r, n_level, HIST_BINS))
-            ttft_all = np.zeros((r, n_level, HIST_BINS))
-            for ri in range(r):
-                for g in np.flatnonzero(hi_idx[ri] > lo_idx[ri]).tolist():
-                    a, b = lo_idx[ri, g], hi_idx[ri, g]
-                    lat_all[ri, level.of_fine[g]] += d.lat_hist[a:b].sum(axis=0)
-                    ttft_all[ri, level.of_fine[g]] += d.ttft_hist[a:b].sum(axis=0)
-            lat, ttft = lat_all[:, present], ttft_all[:, present]
+            lat_cum, ttft_cum = d.cumulative_hists()
+            lat = np.einsum("rgb,gl->rlb", lat_cum[hi_idx] - lat_cum[lo_idx], level.onehot)[:, present]
+            ttft = np.einsum("rgb,gl->rlb", ttft_cum[hi_idx] - ttft_cum[lo_idx], level.onehot)[:, present]
         keys = [k for k, p in zip(level.keys, present, strict=True) if p]
         return WindowSet(dims, ranges, keys, scalars, by_type, lat, ttft)
 
@@ -573,6 +625,13 @@ class PreloadedSeriesSource:
                 )
         out.sort(key=lambda a: (a.app, a.environment, a.key))
         return out
+
+    def independent_calls(
+        self, labels: Mapping[str, str], start: datetime, end: datetime, *, priced: bool = False
+    ) -> IndependentCalls:
+        # Asked only for the rare slice that already shows an effect, so straight from the events table.
+        self._check_range(start, end)
+        return self._live.independent_calls(labels, start, end, priced=priced)
 
     def key_hour_quantiles(self, kind: str, start: datetime, end: datetime, q: float) -> list[KeyHourQuantile]:
         if q != self._key_quantile:

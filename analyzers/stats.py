@@ -286,6 +286,32 @@ def poisson_sf(k: int, mu: float) -> float:
     return min(total, 1.0)
 
 
+def overdispersion(errors: npt.ArrayLike, requests: npt.ArrayLike, p0: float) -> float:
+    """How much more baseline windows' error counts vary than a binomial count would (>= 1).
+
+    Failures come in clusters (an agent retries, one bad prompt fails every step of a trace), so counts of
+    a window are overdispersed; a binomial test at face value would page on every cluster. The quarter of
+    windows that deviate most is left out (as the baseline ratio leaves out its worst quarter), so an
+    incident that is still under way, or one in the baseline, does not blunt the test.
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    n = np.asarray(requests, dtype=np.float64)
+    ok = n > 0
+    e, n = e[ok], n[ok]
+    if e.size < 3 or not 0.0 < p0 < 1.0:
+        return 1.0
+    resid = (e - n * p0) ** 2
+    expected = n * p0 * (1.0 - p0)
+    keep = np.argsort(resid / expected, kind="stable")[: max(1, int(np.ceil(e.size * 0.75)))]
+    return max(1.0, float(resid[keep].sum() / expected[keep].sum()))
+
+
+def binomial_sf_overdispersed(k: int, n: int, p: float, dispersion: float) -> float:
+    """P(X >= k) with both counts deflated by the dispersion (a quasi-binomial upper tail)."""
+    phi = max(1.0, dispersion)
+    return binomial_sf(int(k / phi), max(round(n / phi), int(k / phi)), p)
+
+
 # ------------------------------------------------------------------------------------ multiplicity
 
 

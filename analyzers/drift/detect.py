@@ -52,11 +52,15 @@ class DriftConfig:
     auc_floor: float = 0.52
     new_category_share: float = 0.01  # an unseen category must reach this share of the current window
     new_category_min_count: int = 5
-    min_events: int = 200  # per window and group, below which no verdict is given
-    min_texts: int = 100  # per window, for the text test
+    min_events: int = 20  # per window and group: fewer and no test could reach the alpha, so none is run
+    min_texts: int = 20  # per window, for the text test
     text_sample: int = 2000  # texts drawn per window for the text test
     rank_max_tie_share: float = 0.5  # rank test only when ties leave enough distinct values
     seed: int = 0
+    # The effect's null quantile (200 resamples) is only computed for tests with p at most this: a test
+    # with a larger p can never be significant, so its threshold decides nothing (it is reported as the
+    # floor). 1.0 computes it always.
+    null_below_p: float = 1.0
 
 
 STATUS_OK = "ok"
@@ -212,10 +216,14 @@ def evaluate_numeric(inp: NumericInput, cfg: DriftConfig, rng: np.random.Generat
         return FeatureTest(inp.feature, inp.direction, Kind.NUMERIC, method, 0.0, 1.0, "psi", 0.0,
                            cfg.psi_floor, cfg.psi_floor, 0.0, n_r, n_c, STATUS_CONSTANT, details)
     effect = stats.psi(inp.reference, inp.current)
-    null = stats.null_quantile_batch(inp.reference, inp.current, stats.psi_batch, cfg.null_quantile, rng,
-                                     cfg.null_resamples)
+    null = (stats.null_quantile_batch(inp.reference, inp.current, stats.psi_batch, cfg.null_quantile, rng,
+                                      cfg.null_resamples) if p <= cfg.null_below_p else math.nan)
     return FeatureTest(inp.feature, inp.direction, Kind.NUMERIC, method, chi.statistic, p, "psi", effect,
-                       max(cfg.psi_floor, null), cfg.psi_floor, null, n_r, n_c, STATUS_OK, details)
+                       _threshold(cfg.psi_floor, null), cfg.psi_floor, null, n_r, n_c, STATUS_OK, details)
+
+
+def _threshold(floor: float, null: float) -> float:
+    return floor if math.isnan(null) else max(floor, null)
 
 
 # ------------------------------------------------------------------------------------ categorical
@@ -254,9 +262,10 @@ def evaluate_categorical(inp: CategoricalInput, cfg: DriftConfig, rng: np.random
         details["chi2_dof"] = chi.dof
         details["merged_cells"] = chi.merged
         effect = stats.js_divergence(ref, cur, base=2.0)
-        null = stats.null_quantile_batch(ref, cur, stats.js_batch, cfg.null_quantile, rng, cfg.null_resamples)
+        null = (stats.null_quantile_batch(ref, cur, stats.js_batch, cfg.null_quantile, rng, cfg.null_resamples)
+                if chi.p_value <= cfg.null_below_p else math.nan)
         out.append(FeatureTest(inp.feature, inp.direction, Kind.CATEGORICAL, "chi2", chi.statistic, chi.p_value,
-                               "js_bits", effect, max(cfg.js_floor_bits, null), cfg.js_floor_bits, null, n_r,
+                               "js_bits", effect, _threshold(cfg.js_floor_bits, null), cfg.js_floor_bits, null, n_r,
                                n_c, STATUS_OK, details))
     # New categories: PSI and JS barely move when an unseen value takes 1% of traffic; test it directly.
     new = sorted(
@@ -287,6 +296,7 @@ class TextInput:
     current_docs: HashedDocs | None = None
     n_reference_window: int = 0  # events in the windows the texts were sampled from
     n_current_window: int = 0
+    vocabulary: npt.NDArray[np.int64] | None = None  # docs already compact (text.compact) over this
 
 
 def evaluate_text(inp: TextInput, cfg: DriftConfig, rng: np.random.Generator) -> FeatureTest:
@@ -295,7 +305,8 @@ def evaluate_text(inp: TextInput, cfg: DriftConfig, rng: np.random.Generator) ->
         return insufficient(inp.feature, inp.direction, Kind.TEXT, n_r, n_c,
                             f"needs {cfg.min_texts} non-empty texts per window")
     res = text_drift(inp.reference, inp.current, rng, reference_docs=inp.reference_docs,
-                     current_docs=inp.current_docs, null_quantile=cfg.null_quantile)
+                     current_docs=inp.current_docs, null_quantile=cfg.null_quantile,
+                     vocabulary=inp.vocabulary)
     details = {
         "rising_terms": [{"term": t.text, "reference": t.reference_share, "current": t.current_share}
                          for t in res.rising],

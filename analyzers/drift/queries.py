@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +83,10 @@ class Scope:
             conds.append(f"({self.group_tuple()} IN ({tuples}) AND {in_ranges(rs)})")
         ref = " OR ".join(conds) if conds else "0"
         return f"multiIf({in_ranges([self.current])}, 1, {ref}, 0, -1)"
+
+    def candidates(self) -> str:
+        """Every call on a side (before one call per trace is chosen)."""
+        return f"{self.ops()} AND {in_ranges(self.all_ranges())} AND {self.side_expr()} >= 0"
 
     def where(self) -> str:
         base = f"{self.ops()} AND {in_ranges(self.all_ranges())}"
@@ -159,7 +163,7 @@ class SideAggregates:
 
 def window_aggregates(
     client: Client,
-    scope: Scope,
+    scope: Scope | Rings,
     numeric: Sequence[Feature] = NUMERIC,
     categorical: Sequence[Feature] = CATEGORICAL,
 ) -> dict[tuple[GroupKey, int], SideAggregates]:
@@ -236,18 +240,33 @@ class Sample:
     input_text: list[str] = field(default_factory=list)
     output_text: list[str] = field(default_factory=list)
     numeric: dict[str, list[float]] = field(default_factory=dict)
+    rank: list[int] = field(default_factory=list)  # the seeded hash the sample is drawn by (lowest first)
 
 
 def text_sample(
-    client: Client, scope: Scope, limit: int, numeric: Sequence[Feature] = NUMERIC
+    client: Client, scope: Scope | Rings, limit: int, numeric: Sequence[Feature] = NUMERIC
 ) -> dict[tuple[GroupKey, int], Sample]:
     """A bounded, seeded sample of each group's calls per side: texts, and numeric values for rank tests."""
     num_cols = ", ".join(f"{f.sql} AS _n_{f.name}" for f in numeric)
-    sql = (
-        f"SELECT {scope.group_cols}, {scope.side_expr()} AS _side, input_text, output_text, {num_cols} "
-        f"FROM events WHERE {scope.where()} "
-        f"ORDER BY cityHash64(event_id, {int(scope.seed)}) LIMIT {int(limit)} BY {scope.group_cols}, _side"
-    )
+    if scope.one_call_per_trace:
+        # One pass: each trace's call of lowest hash (the one `where()` keeps) is chosen while grouping.
+        picked = ", ".join(f"_t.{i + 1}" for i in range(2 + len(numeric)))
+        sql = (
+            f"SELECT {scope.group_cols}, _side, {picked}, _rank FROM ("
+            f"SELECT {scope.group_cols}, {scope.side_expr()} AS _side, "
+            f"if(trace_id = '', event_id, trace_id) AS _trace, min(cityHash64(event_id, {int(scope.seed)})) AS _rank, "
+            f"argMin(tuple(input_text, output_text, {', '.join(f.sql for f in numeric)}), "
+            f"cityHash64(event_id, {int(scope.seed)})) AS _t "
+            f"FROM events WHERE {scope.candidates()} GROUP BY {scope.group_cols}, _side, _trace) "
+            f"ORDER BY _rank LIMIT {int(limit)} BY {scope.group_cols}, _side"
+        )
+    else:
+        sql = (
+            f"SELECT {scope.group_cols}, {scope.side_expr()} AS _side, input_text, output_text, {num_cols}, "
+            f"cityHash64(event_id, {int(scope.seed)}) AS _rank "
+            f"FROM events WHERE {scope.where()} "
+            f"ORDER BY _rank LIMIT {int(limit)} BY {scope.group_cols}, _side"
+        )
     out: dict[tuple[GroupKey, int], Sample] = {}
     k = len(scope.group_by)
     for row in client.query(sql).result_rows:
@@ -259,4 +278,194 @@ def text_sample(
         s.output_text.append(row[k + 2])
         for i, f in enumerate(numeric):
             s.numeric[f.name].append(float(row[k + 3 + i]))
+        s.rank.append(int(row[k + 3 + len(numeric)]))
     return out
+
+
+# ------------------------------------------------------------------- windows that widen: rings by age
+
+
+def _age_ms(at: datetime) -> str:
+    return f"(toUnixTimestamp64Milli({ts(at)}) - toUnixTimestamp64Milli(start_time))"
+
+
+@dataclass
+class Activity:
+    """One group's calls by age (minutes before the run's instant) up to the window cap, and its newest call."""
+
+    calls_by_age_minute: npt.NDArray[np.int64]
+    minutes_since_last_call: float | None
+
+
+def activity(
+    client: Client, group_by: Sequence[str], operations: Sequence[str], at: datetime, cap_minutes: int,
+    lookback: timedelta,
+) -> dict[GroupKey, Activity]:
+    """Per group with a call in [at - lookback, at): calls per age minute below the cap, newest call's age.
+
+    One scan; a group whose last call is older than the cap appears with zero counts (so its findings can
+    be resolved as silent).
+    """
+    scope = Scope(tuple(group_by), tuple(operations), (at - lookback, at))
+    cap_ms = cap_minutes * 60_000
+    sql = (
+        f"SELECT {scope.group_cols}, if(_age < {cap_ms}, intDiv(_age, 60000), -1) AS _m, count(), min(_age) "
+        f"FROM (SELECT {scope.group_cols}, {_age_ms(at)} AS _age FROM events WHERE {scope.ops()} "
+        f"AND start_time >= {ts(at - lookback)} AND start_time < {ts(at)}) "
+        f"GROUP BY {scope.group_cols}, _m"
+    )
+    k = len(group_by)
+    minutes: dict[GroupKey, list[tuple[int, int]]] = {}
+    newest: dict[GroupKey, int] = {}
+    for row in client.query(sql).result_rows:
+        key = tuple(str(v) for v in row[:k])
+        m, n, youngest = int(row[k]), int(row[k + 1]), int(row[k + 2])
+        minutes.setdefault(key, [])
+        if m >= 0:
+            minutes[key].append((m, n))
+        newest[key] = min(newest.get(key, youngest), youngest)
+    out: dict[GroupKey, Activity] = {}
+    for key, cells in minutes.items():
+        counts = np.zeros(cap_minutes, dtype=np.int64)
+        for m, n in cells:
+            counts[m] = n
+        out[key] = Activity(counts, newest[key] / 60_000 if key in newest else None)
+    return out
+
+
+AgeRing = tuple[int, int, int]  # (from age ms, to age ms, bucket >= 1); an event's age = at - start_time
+
+
+@dataclass(frozen=True, slots=True)
+class Rings:
+    """What one run reads, by age: each group's disjoint age ranges, each labelled with a bucket.
+
+    The side of an event (`side_expr`) is its ring's bucket (0: in no ring). A window or a reference is a
+    union of buckets, so the nested current windows of one run and their references are counted and
+    sampled in one pass; `window_aggregates` and `text_sample` accept a `Rings` in place of a `Scope`.
+    """
+
+    group_by: tuple[str, ...]
+    operations: tuple[str, ...]
+    at: datetime
+    rings: Mapping[GroupKey, Sequence[AgeRing]]
+    one_call_per_trace: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key, rs in self.rings.items():
+            ordered = sorted(rs)
+            for (a, b, bucket), nxt in zip(ordered, [*ordered[1:], None], strict=True):
+                if not 0 <= a < b or bucket < 1:
+                    raise ValueError(f"drift rings of {key}: bad ring ({a}, {b}, {bucket})")
+                if nxt is not None and nxt[0] < b:
+                    raise ValueError(f"drift rings of {key} overlap: ({a}, {b}) and ({nxt[0]}, {nxt[1]})")
+
+    @property
+    def group_cols(self) -> str:
+        return ", ".join(self.group_by)
+
+    def ops(self) -> str:
+        return "operation IN (" + ", ".join(lit(o) for o in self.operations) + ")"
+
+    def _match(self, key: GroupKey) -> str:
+        return "(" + " AND ".join(f"{c} = {lit(v)}" for c, v in zip(self.group_by, key, strict=True)) + ")"
+
+    def _spans(self, key: GroupKey) -> list[Range]:
+        return _merge([(self.at - timedelta(milliseconds=b), self.at - timedelta(milliseconds=a))
+                       for a, b, _ in self.rings[key]])
+
+    def side_expr(self) -> str:
+        branches = []
+        age = _age_ms(self.at)
+        for key, rs in self.rings.items():
+            if not rs:
+                continue
+            ordered = sorted(rs)
+            bounds: list[int] = []
+            buckets: list[int] = []
+            for a, b, bucket in ordered:
+                if bounds and bounds[-1] == a:
+                    bounds.append(b)
+                else:
+                    if bounds:
+                        buckets.append(0)  # the gap before this ring
+                    bounds.extend([a, b])
+                buckets.append(bucket)
+            buckets.append(0)  # older than every ring
+            arr_b = "[" + ", ".join(f"toInt64({x})" for x in bounds) + "]"
+            arr_k = "[" + ", ".join(str(x) for x in buckets) + "]"
+            branches.append(f"{self._match(key)}, arrayElement({arr_k}, arrayCount(x -> x <= {age}, {arr_b}))")
+        if not branches:
+            return "toInt64(0)"
+        return f"toInt64(multiIf({', '.join(branches)}, 0))"
+
+    def base(self) -> str:
+        parts = [f"({self._match(k)} AND {in_ranges(self._spans(k))})" for k, rs in self.rings.items() if rs]
+        return f"{self.ops()} AND ({' OR '.join(parts) if parts else '0'})"
+
+    def candidates(self) -> str:
+        """Every call in a ring (before one call per trace is chosen)."""
+        return f"{self.base()} AND {self.side_expr()} > 0"
+
+    def where(self) -> str:
+        base = self.base()
+        if not self.one_call_per_trace:
+            return f"{base} AND {self.side_expr()} > 0"
+        keep = (
+            f"SELECT argMin(event_id, cityHash64(event_id, {int(self.seed)})) FROM events WHERE {base} "
+            f"GROUP BY {self.group_cols}, {self.side_expr()} AS _side, if(trace_id = '', event_id, trace_id) "
+            f"HAVING _side > 0"
+        )
+        return f"{base} AND event_id IN ({keep})"
+
+
+def ring_counts(client: Client, rings: Rings) -> dict[tuple[GroupKey, int], int]:
+    """Calls per group and bucket (every call, no one-per-trace): how much traffic each candidate holds."""
+    if not any(rings.rings.values()):
+        return {}
+    sql = (
+        f"SELECT {rings.group_cols}, {rings.side_expr()} AS _side, count() FROM events WHERE {rings.base()} "
+        f"GROUP BY {rings.group_cols}, _side HAVING _side > 0"
+    )
+    k = len(rings.group_by)
+    return {(tuple(str(v) for v in row[:k]), int(row[k])): int(row[k + 1])
+            for row in client.query(sql).result_rows}
+
+
+def merge_aggregates(parts: Sequence[SideAggregates]) -> SideAggregates:
+    """The aggregates of a union of disjoint buckets."""
+    out = SideAggregates()
+    numeric: dict[str, tuple[list[F64], list[F64]]] = {}
+    for p in parts:
+        out.n += p.n
+        for name, (x, c) in p.numeric.items():
+            xs, cs = numeric.setdefault(name, ([], []))
+            xs.append(x)
+            cs.append(c)
+        for name, cats in p.categorical.items():
+            into = out.categorical.setdefault(name, {})
+            for cat, n in cats.items():
+                into[cat] = into.get(cat, 0) + n
+    for name, (xs, cs) in numeric.items():
+        x, c = np.concatenate(xs), np.concatenate(cs)
+        values, inverse = np.unique(x, return_inverse=True)
+        out.numeric[name] = (values, np.bincount(inverse, weights=c, minlength=len(values)).astype(np.float64))
+    return out
+
+
+def merge_samples(parts: Sequence[Sample], limit: int) -> Sample:
+    """A uniform sample of a union of buckets: the `limit` calls of lowest hash over the buckets' samples.
+
+    Each bucket's sample holds its `limit` lowest-hash calls, so the union's lowest `limit` are among them.
+    """
+    if len(parts) == 1 and len(parts[0].rank) <= limit:
+        return parts[0]
+    ranks = [r for p in parts for r in p.rank]
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)[:limit]
+    inputs = [t for p in parts for t in p.input_text]
+    outputs = [t for p in parts for t in p.output_text]
+    names = list(parts[0].numeric) if parts else []
+    nums = {n: [v for p in parts for v in p.numeric.get(n, [])] for n in names}
+    return Sample([inputs[i] for i in order], [outputs[i] for i in order],
+                  {n: [vs[i] for i in order] for n, vs in nums.items()}, [ranks[i] for i in order])

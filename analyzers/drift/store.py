@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -96,13 +96,21 @@ def _num(x: float) -> float:
 def result_rows(ctx: RunContext, tests: Sequence[FeatureTest], verdicts: Mapping[Any, Verdict],
                 persisted: Mapping[Any, bool]) -> list[list[Any]]:
     base = [ctx.at, *(ctx.group.get(c, "") for c in GROUP_COLUMNS)]
-    tail = [ctx.reference_kind, ctx.reference[0], ctx.reference[1], ctx.current[0], ctx.current[1]]
+
+    # The verdict row keeps the run's widest current window: a drifted verdict's window is cut out of later
+    # references (drifted_windows), and the widest window holds all of the traffic the decision saw.
+    def tail(t: FeatureTest | None) -> list[Any]:
+        # A test over widening windows stores the window it was decided on (analyzers/drift/windows.py).
+        minutes = t.details.get("window_minutes") if t is not None else None
+        cur = (ctx.at - timedelta(minutes=float(minutes)), ctx.at) if minutes else ctx.current
+        return [ctx.reference_kind, ctx.reference[0], ctx.reference[1], cur[0], cur[1]]
+
     rows = []
     for t in tests:
         rows.append([
             *base, t.direction.value, t.feature, t.kind, t.method, t.status, _num(t.statistic), _num(t.p_value),
             _num(t.p_adjusted), t.effect_name, _num(t.effect), _num(t.threshold), _num(t.floor),
-            _num(t.null_threshold), t.n_reference, t.n_current, t.significant, t.drifted, *tail,
+            _num(t.null_threshold), t.n_reference, t.n_current, t.significant, t.drifted, *tail(t),
             orjson.dumps(t.details, option=orjson.OPT_SERIALIZE_NUMPY).decode(),
         ])
     for direction, v in verdicts.items():
@@ -112,7 +120,7 @@ def result_rows(ctx: RunContext, tests: Sequence[FeatureTest], verdicts: Mapping
             _num(top.p_value) if top else float("nan"), _num(top.p_adjusted) if top else float("nan"),
             top.effect_name if top else "", _num(top.effect) if top else float("nan"),
             _num(top.threshold) if top else float("nan"), float("nan"), float("nan"), v.n_reference,
-            v.n_current, bool(v.top), v.drifted, *tail,
+            v.n_current, bool(v.top), v.drifted, *tail(None),
             orjson.dumps({"persisted": bool(persisted.get(direction, False)),
                           "features": [t.feature for t in v.top]}).decode(),
         ])

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import orjson
 import typer
 from rich.table import Table
 
-from llmpulse.console import console, err_console
+from llmpulse.commands.output import FormatOption, OutputFormat, fail, instant, output_format, write_json
+from llmpulse.console import console
 
 App = Annotated[str, typer.Option("--app", help="App of the group.")]
 Env = Annotated[str, typer.Option("--environment", help="Environment ('' = any).")]
@@ -18,12 +20,8 @@ Version = Annotated[str, typer.Option("--prompt-version", help="Prompt version (
 
 
 def _when(text: str, what: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        err_console.print(f"[bold red]error:[/] {what} {text!r} is not RFC 3339 (e.g. 2026-11-09T00:00:00Z)")
-        raise typer.Exit(2) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    """RFC 3339, 'now' or a duration back from now: llmpulse.timeparse, as in every command."""
+    return instant(text, what)
 
 
 def _group(labels: dict[str, str]) -> str:
@@ -50,8 +48,7 @@ def register(app: typer.Typer) -> None:
 
         a, b = _when(start, "--start"), _when(end, "--end")
         if b <= a:
-            err_console.print("[bold red]error:[/] --end must be after --start")
-            raise typer.Exit(2)
+            raise fail("--end must be after --start")
         settings = get_settings()
         client = open_store(settings)
         labels = {"app": app_name, "environment": environment, "feature": feature, "model": model,
@@ -63,9 +60,8 @@ def register(app: typer.Typer) -> None:
             client, f"{where} AND operation IN ({ops}) AND start_time >= {ts(a)} AND start_time < {ts(b)}"
         )
         if events < settings.drift_min_events:
-            err_console.print(f"[bold red]error:[/] {events} calls of {_group(labels)} in that period; a reference "
-                              f"needs at least {settings.drift_min_events} (LLMPULSE_DRIFT_MIN_EVENTS)")
-            raise typer.Exit(2)
+            raise fail(f"{events} calls of {_group(labels)} in that period; a reference "
+                       f"needs at least {settings.drift_min_events} (LLMPULSE_DRIFT_MIN_EVENTS)")
         edges = {name: quantile_edges(x, settings.drift_bins, n).tolist() for name, (x, n) in values.items()}
         save_pin(client, labels, a, b, note, events, edges)
         console.print(f"pinned {a:%Y-%m-%d %H:%M}–{b:%Y-%m-%d %H:%M} UTC ({events:,} calls) as the reference of "
@@ -83,22 +79,39 @@ def register(app: typer.Typer) -> None:
         labels = {"app": app_name, "environment": environment, "feature": feature, "model": model,
                   "prompt_version": prompt_version}
         if not any(dict(p.labels) == labels for p in pinned_references(client)):
-            err_console.print(f"[bold red]error:[/] no pinned reference for {_group(labels)} "
-                              "(`llmpulse drift show` lists them)")
-            raise typer.Exit(2)
+            raise fail(f"no pinned reference for {_group(labels)} (`llmpulse drift show` lists them)")
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         save_pin(client, labels, epoch, epoch, "", 0, {}, pinned=False)
         console.print("unpinned " + _group(labels))
 
     @drift.command("show")
-    def show(last: Annotated[int, typer.Option(help="Runs to show.")] = 3) -> None:
+    def show(last: Annotated[int, typer.Option(help="Runs to show.")] = 3, output: FormatOption = "table") -> None:
         """Pinned references and the latest verdicts per group (from drift_results)."""
         from analyzers.drift.store import pinned_references
         from llmpulse.runtime import open_store
         from llmpulse.settings import get_settings
 
+        fmt = output_format(output)
         client = open_store(get_settings())
         pins = pinned_references(client)
+        rows = client.query(
+            "SELECT at, app, environment, feature, direction, status, drifted, reference_kind, n_reference, "
+            "n_current, details FROM drift_results FINAL WHERE drift_feature = '__verdict__' "
+            "AND at IN (SELECT DISTINCT at FROM drift_results ORDER BY at DESC LIMIT {n:UInt32}) "
+            "ORDER BY at DESC, app, feature, direction", parameters={"n": last},
+        ).result_rows
+        if fmt is OutputFormat.JSON:
+            write_json({
+                "pinned": [{"labels": dict(p.labels), "start": p.start, "end": p.end, "events": p.events,
+                            "note": p.note} for p in pins],
+                "verdicts": [
+                    {"at": at, "app": app_, "environment": env, "feature": feat, "direction": direction,
+                     "status": status, "drifted": bool(drifted), "reference_kind": kind, "n_reference": n_ref,
+                     "n_current": n_cur, "details": orjson.loads(details or "{}")}
+                    for at, app_, env, feat, direction, status, drifted, kind, n_ref, n_cur, details in rows
+                ],
+            })
+            return
         if pins:
             t = Table(title="Pinned references")
             for c in ("group", "period (UTC)", "calls", "note"):
@@ -107,20 +120,12 @@ def register(app: typer.Typer) -> None:
                 t.add_row(", ".join(f"{k}={v}" for k, v in p.labels.items() if v),
                           f"{p.start:%Y-%m-%d %H:%M} – {p.end:%Y-%m-%d %H:%M}", f"{p.events:,}", p.note)
             console.print(t)
-        rows = client.query(
-            "SELECT at, app, environment, feature, direction, status, drifted, reference_kind, n_reference, "
-            "n_current, details FROM drift_results FINAL WHERE drift_feature = '__verdict__' "
-            "AND at IN (SELECT DISTINCT at FROM drift_results ORDER BY at DESC LIMIT {n:UInt32}) "
-            "ORDER BY at DESC, app, feature, direction", parameters={"n": last},
-        ).result_rows
         if not rows:
             console.print("no drift runs stored yet (llmpulse drift run, or the scheduler, writes them)")
             return
         t = Table(title="Drift verdicts")
         for c in ("run (UTC)", "group", "dir", "verdict", "reference", "calls ref/now", "features"):
             t.add_column(c)
-        import orjson
-
         for at, app_, env, feat, direction, status, drifted, kind, n_ref, n_cur, details in rows:
             info = orjson.loads(details or "{}")
             verdict = ("no verdict (too few calls)" if status != "ok" else

@@ -458,23 +458,30 @@ class Simulation:
         self._user_region: list[list[str]] = []
         self._user_tier: list[list[str]] = []
         self._user_phase: list[I64] = []
+        # More traffic means more users, not busier ones: a user's sessions look the same at any level, so a
+        # quiet or busy week does not turn its heaviest users into runaway sessions.
+        scale = self.config.rate_per_minute / DEFAULT_RATE_PER_MINUTE
+        self._n_users = [max(1, round(app.users * scale)) for app in self.config.apps]
         for a, app in enumerate(self.config.apps):
-            ranks = np.arange(app.users, dtype=np.float64)
+            users = self._n_users[a]
+            # Above the default, the population is the default one repeated: each copy of a user does what the
+            # original does at the default rate.
+            ranks = (np.arange(users) % app.users).astype(np.float64)
             # Zipf-like with a small offset so the top user is heavy but not half the traffic.
             w = 1.0 / (ranks + 5.0) ** app.zipf_exponent
             self._user_cum.append(np.cumsum(w) / w.sum())
-            width = max(5, len(str(app.users)))
-            self._user_names.append([f"{app.user_prefix}{i:0{width}d}" for i in range(app.users)])
+            width = max(5, len(str(users)))
+            self._user_names.append([f"{app.user_prefix}{i:0{width}d}" for i in range(users)])
             rng = np.random.default_rng([seed, _STREAM_USERS, a])
             regions = list(app.regions)
             rw = np.array([app.regions[r] for r in regions], dtype=np.float64)
             tiers = list(app.tiers)
             tw = np.array([app.tiers[t] for t in tiers], dtype=np.float64)
-            ri = np.searchsorted(np.cumsum(rw) / rw.sum(), rng.random(app.users), side="right")
-            ti = np.searchsorted(np.cumsum(tw) / tw.sum(), rng.random(app.users), side="right")
+            ri = np.searchsorted(np.cumsum(rw) / rw.sum(), rng.random(users), side="right")
+            ti = np.searchsorted(np.cumsum(tw) / tw.sum(), rng.random(users), side="right")
             self._user_region.append([regions[min(i, len(regions) - 1)] for i in ri.tolist()])
             self._user_tier.append([tiers[min(i, len(tiers) - 1)] for i in ti.tolist()])
-            self._user_phase.append(rng.integers(0, 45 * _MINUTE_MS, app.users, dtype=np.int64))
+            self._user_phase.append(rng.integers(0, 45 * _MINUTE_MS, users, dtype=np.int64))
         self._seed_salt = int(_mix64(np.array([seed], dtype=np.uint64))[0])
 
     def _build_incidents(self) -> None:
@@ -515,7 +522,7 @@ class Simulation:
         r.op[1::2] = OP_TOOL
         r.model[:] = self._m_index[model_name]
         r.step = np.repeat(np.arange(n, dtype=np.int64), 2)
-        r.user[:] = int(rng.integers(0, cfg.apps[app].users))
+        r.user[:] = int(rng.integers(0, self._n_users[app]))
         r.session[:] = np.uint64(int(rng.integers(0, 2**63)))
         r.trace_hi[:] = np.uint64(int(tid[:16], 16))
         r.trace_lo[:] = np.uint64(int(tid[16:], 16))

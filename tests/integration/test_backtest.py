@@ -6,6 +6,7 @@ import json
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -96,7 +97,12 @@ def test_backtest_equals_running_the_live_analyzers_at_each_step(sim_day: SimSto
         source=LiveSeriesSource(sim_day.client, exclude_operations=rules.exclude_operations),
     )
     assert not preloaded.errors and not live.errors
-    assert preloaded.to_json() == live.to_json()
+
+    def rounded(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Sums over cumulative arrays and sums in SQL differ in the last bits of a float, nothing more.
+        return [{k: round(v, 9) if isinstance(v, float) else v for k, v in e.items()} for e in timeline]
+
+    assert rounded(preloaded.to_json()) == rounded(live.to_json())
     assert any(e.alertname == "LLMLatencyRegression" for e in preloaded.episodes)
 
 

@@ -29,18 +29,30 @@ def _store(client: Client, config: SimulationConfig) -> None:
     ClickHouseEventStore(client).write_events(result.batch)
 
 
+def _runs(first: datetime, last: datetime, every: timedelta) -> list[datetime]:
+    out = []
+    while first <= last:
+        out.append(first)
+        first += every
+    return out
+
+
 def test_input_drift_incident_becomes_an_input_drift_finding_and_clean_hours_stay_quiet(store_client: Client) -> None:
     _store(store_client, SimulationConfig(start=START, duration=timedelta(hours=18), seed=3, incidents=[INCIDENT]))
     analyzer = DriftAnalyzer(DriftSettings(reference="trailing", trailing=timedelta(hours=6)))
-    by_hour = {}
-    for hour in range(7, 19):
-        at = START + timedelta(hours=hour)
-        by_hour[hour] = analyzer.run(AnalysisContext(client=store_client, at=at, rules=None)).observations
-    # Windows that overlap the incident (14:10-15:40) end at 15:00 and 16:00; 2-of-3 persistence makes the
-    # first report come at 16:00, and every other hour is clean traffic.
-    clean = {h: obs for h, obs in by_hour.items() if h not in (15, 16) and obs}
-    assert not clean, {h: [(o.alertname, o.labels) for o in obs] for h, obs in clean.items()}
-    inputs = [o for o in by_hour[16] if o.alertname is AlertName.INPUT_DRIFT]
+    # hourly through the clean morning, then at the analyzer's interval (15 min) around the incident
+    ats = _runs(START + timedelta(hours=7), START + timedelta(hours=12), timedelta(hours=1)) + _runs(
+        START + timedelta(hours=13), START + timedelta(hours=18), analyzer.settings.interval)
+    by_run = {at: analyzer.run(AnalysisContext(client=store_client, at=at, rules=None)).observations for at in ats}
+    # Runs before the onset (14:10) and from an hour after the end (15:40) see clean traffic only; the
+    # incident is reported from its second drifted run on (two consecutive runs must agree).
+    clean = {at: obs for at, obs in by_run.items() if (at <= INCIDENT.start or at >= INCIDENT.end + timedelta(hours=1))
+             and obs}
+    assert not clean, {at: [(o.alertname, o.labels) for o in obs] for at, obs in clean.items()}
+    reported = [at for at, obs in by_run.items() if any(o.alertname is AlertName.INPUT_DRIFT for o in obs)]
+    assert reported and reported[0] <= INCIDENT.start + timedelta(minutes=35), reported
+    first = reported[0]
+    inputs = [o for o in by_run[first] if o.alertname is AlertName.INPUT_DRIFT]
     assert len(inputs) == 1
     obs = inputs[0]
     assert obs.labels == {"app": "support-bot", "environment": "prod", "feature": "answer"}
@@ -53,7 +65,7 @@ def test_input_drift_incident_becomes_an_input_drift_finding_and_clean_hours_sta
     rows = store_client.query(
         "SELECT drift_feature, method, p_value, threshold, drifted FROM drift_results FINAL "
         "WHERE at = {at:DateTime64(3, 'UTC')} AND feature = 'answer' AND app = 'support-bot' AND drifted",
-        parameters={"at": START + timedelta(hours=16)},
+        parameters={"at": first},
     ).result_rows
     assert {"input_text", "__verdict__"} <= {r[0] for r in rows}
 
@@ -65,12 +77,14 @@ def test_engine_turns_the_observation_into_a_finding(store_client: Client) -> No
     store = engine_mod.MemoryFindingStore()
     engine = engine_mod.Engine(store)
     analyzer = DriftAnalyzer(DriftSettings(reference="trailing", trailing=timedelta(hours=6)))
-    for hour in range(13, 18):
-        engine.run(analyzer, AnalysisContext(client=store_client, at=START + timedelta(hours=hour), rules=None))
+    for at in _runs(START + timedelta(hours=13, minutes=30), START + timedelta(hours=17), analyzer.settings.interval):
+        engine.run(analyzer, AnalysisContext(client=store_client, at=at, rules=None))
     episodes = list(store.episodes.values())
     drift = [f for f in episodes if f.alertname is AlertName.INPUT_DRIFT]
     assert [f.labels.get("feature") for f in drift] == ["answer"], [(f.alertname, f.labels) for f in episodes]
-    assert drift[0].fired_at == START + timedelta(hours=16)
+    # the second run after the onset (14:10) that sees it: 14:30 at a 15-minute interval
+    assert drift[0].fired_at == START + timedelta(hours=14, minutes=30)
+    assert drift[0].resolved_at is not None and drift[0].resolved_at <= INCIDENT.end + timedelta(hours=1)
 
 
 def test_sql_descriptors_agree_with_their_python_twins(store_client: Client) -> None:

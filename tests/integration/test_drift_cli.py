@@ -58,13 +58,14 @@ def test_pin_show_and_unpin_steer_the_reference_of_the_next_drift_runs(tmp_path:
     (incident,) = [t for t in truth if t["kind"] == "input_drift"]
     assert incident["labels"] == {"app": "support-bot", "feature": "answer"}
     begin, end = (datetime.fromisoformat(incident[k].replace("Z", "+00:00")) for k in ("start", "end"))
-    # The runs below judge the windows 19:30-20:30 and 20:00-21:00: both hold most of the incident.
+    # Windows widen only until they hold enough calls: at this slice's traffic (about 20 calls a minute) a
+    # run judges its last 15 and 30 minutes, so the runs at 20:15 and 20:30 hold most of the incident.
     assert (begin.hour, end.hour) in ((19, 20), (20, 20)), (begin, end)
     loaded = llmpulse("ingest", "--quiet", "events.ndjson")
     assert " 0 rejected" in loaded.stdout, loaded.stdout
 
     # 1. Default reference: the trailing hours before the window. The incident's inputs drifted.
-    first = _run_rows(llmpulse("drift", "run", "--at", "2026-11-16T20:30:00Z").stdout)
+    first = _run_rows(llmpulse("drift", "run", "--at", "2026-11-16T20:15:00Z").stdout)
     verdict, reference, *_ = first[(GROUP, "input")]
     assert (verdict, reference) == ("DRIFT", "trailing"), first[(GROUP, "input")]
 
@@ -77,7 +78,7 @@ def test_pin_show_and_unpin_steer_the_reference_of_the_next_drift_runs(tmp_path:
     pin_calls = match.group(1)
 
     # 3. The next run compares that group with the pinned period (its calls), every other group as before.
-    second = _run_rows(llmpulse("drift", "run", "--at", "2026-11-16T21:00:00Z").stdout)
+    second = _run_rows(llmpulse("drift", "run", "--at", "2026-11-16T20:30:00Z").stdout)
     verdict, reference, calls, features = second[(GROUP, "input")]
     assert (verdict.split()[0], reference) == ("DRIFT", "pinned"), second[(GROUP, "input")]
     assert calls.split("/")[0] == pin_calls and "input_text" in features
@@ -92,7 +93,7 @@ def test_pin_show_and_unpin_steer_the_reference_of_the_next_drift_runs(tmp_path:
     assert pins == [["app=support-bot, feature=answer", "2026-11-16 15:00 – 2026-11-16 18:00", pin_calls,
                      "before the NovaPay launch"]], _rows(shown)
     latest = [r for r in _rows(shown) if r[1] == "support-bot/answer (prod)" and r[2] == "input"]
-    assert latest and latest[0][0] == "11-16 21:00" and latest[0][3].startswith("DRIFT") and latest[0][4] == "pinned"
+    assert latest and latest[0][0] == "11-16 20:30" and latest[0][3].startswith("DRIFT") and latest[0][4] == "pinned"
 
     # 5. Unpin: back to the trailing reference (leaving out the windows that drifted), and show lists no pin.
     assert "unpinned app=support-bot, feature=answer" in llmpulse("drift", "unpin", *PIN).stdout
@@ -103,6 +104,6 @@ def test_pin_show_and_unpin_steer_the_reference_of_the_next_drift_runs(tmp_path:
     # Mistakes get a clear error, not a traceback.
     again = llmpulse("drift", "unpin", *PIN, ok=False)
     assert again.returncode == 2 and "no pinned reference for app=support-bot, feature=answer" in again.stderr
-    short = llmpulse("drift", "pin", *PIN, "--start", "2026-11-16T15:00:00Z", "--end", "2026-11-16T15:01:00Z",
+    short = llmpulse("drift", "pin", *PIN, "--start", "2026-11-16T15:00:00Z", "--end", "2026-11-16T15:00:10Z",
                      ok=False)
-    assert short.returncode == 2 and "a reference needs at least 200" in short.stderr
+    assert short.returncode == 2 and "a reference needs at least 20 (LLMPULSE_DRIFT_MIN_EVENTS)" in short.stderr

@@ -11,7 +11,7 @@ What goes in, through the code paths a user's deployment runs:
 - a human review round trip per rubric: the review sample exported to CSV, filled in by a simulated
   reviewer, and imported (`llmpulse review export` / `import` do the same);
 - the analyzers as of moments inside and after each incident (so findings fire and resolve), plus the drift
-  analyzer hourly over the input-drift incident (its 2-of-3 persistence needs consecutive runs); the latest
+  analyzer on its schedule over the input-drift incident (its persistence needs consecutive runs); the latest
   incident is left without a run after it, so a finding is still firing at the end of the window.
 
 Determinism: the window always ends at the same point of the simulator's weekly traffic curve (the latest
@@ -62,8 +62,8 @@ END_HOUR_UTC = 6
 # Incidents the analyzers are run around (each: two runs inside it so it fires, one after it so it resolves).
 ANALYZED_KINDS = ("provider_outage", "error_burst", "latency_regression", "cost_spike", "runaway_trace",
                   "traffic_absent", "quality_drop")
-# The drift analyzer's schedule and window (Settings defaults: drift_interval_minutes, drift_window_minutes).
-DRIFT_EVERY = timedelta(hours=1)
+# The drift analyzer's schedule (Settings default): its persistence looks back for the previous run's verdict.
+DRIFT_EVERY = timedelta(minutes=Settings.model_fields["drift_interval_minutes"].default)
 JUDGE_PASS = timedelta(hours=3)
 JUDGED_PER_RULE_PER_PASS = 12
 JUDGE_RULES = """\
@@ -197,7 +197,7 @@ def review_round_trip(client: Client, config: SimulationConfig, settings: Settin
 
 def _analysis_moments(config: SimulationConfig) -> dict[datetime, set[str]]:
     """When each kind of analyzer runs: "incidents" (every analyzer but drift) inside and after each incident,
-    "drift" hourly, as the scheduler runs it, around the input drift."""
+    "drift" every DRIFT_EVERY, as the scheduler runs it, around the input drift."""
     truth = ground_truth(config)
     moments: dict[datetime, set[str]] = {}
     analyzed = [i for i in truth if i["kind"] in ANALYZED_KINDS]

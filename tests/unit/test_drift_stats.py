@@ -13,7 +13,7 @@ from analyzers.drift import descriptors as d
 from analyzers.drift import stats
 from analyzers.drift.detect import CategoricalInput, DriftConfig, bin_counts, evaluate_categorical, quantile_edges
 from analyzers.drift.features import Direction
-from analyzers.drift.text import bucket, featurize, ngrams, text_drift, tokens
+from analyzers.drift.text import HashedDocs, bucket, compact, featurize, ngrams, text_drift, tokens
 
 
 def test_chi_square_matches_scipy_when_no_cell_is_small() -> None:
@@ -131,6 +131,24 @@ def test_text_test_names_what_changed_and_stays_quiet_on_the_same_distribution()
     assert any("novapay" in t.text for t in loud.rising)
     assert any("NovaPay" in e for e in loud.examples)
     assert len(featurize(["a b", ""])) == 2
+
+
+def test_text_test_over_a_shared_vocabulary_names_the_same_terms() -> None:
+    # The analyzer featurizes a pool once (text.compact) and passes local indices with the vocabulary;
+    # the rising n-grams must still be named (naming reads hash buckets).
+    base = [f"How do I reset my password for account {i}? The link in the email expired." for i in range(200)]
+    new = [f"Why was my NovaPay transfer {i} declined even though my NovaPay balance is enough?" for i in range(80)]
+    ref, cur = base[:100], base[100:160] + new[:40]
+    docs, vocabulary = compact(featurize(ref + cur))
+    rows = np.arange(len(ref) + len(cur))
+    ref_docs, cur_docs = docs.take(rows[: len(ref)]), docs.take(rows[len(ref) :])
+    assert isinstance(ref_docs, HashedDocs)
+    pooled = text_drift(ref, cur, np.random.default_rng(1), reference_docs=ref_docs, current_docs=cur_docs,
+                        vocabulary=vocabulary)
+    plain = text_drift(ref, cur, np.random.default_rng(1))
+    assert pooled.p_value == pytest.approx(plain.p_value)
+    assert [t.text for t in pooled.rising] == [t.text for t in plain.rising]
+    assert any("novapay" in t.text for t in pooled.rising)
 
 
 def test_batch_featurize_equals_the_per_text_definition() -> None:
