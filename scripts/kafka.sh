@@ -4,10 +4,15 @@
 # the broker jars and their runtime dependencies are resolved from Maven Central with
 # `mvn` into a cache and started with plain `java`.
 #
-# Usage: scripts/kafka.sh fetch|start|stop|status|env
+# Usage: scripts/kafka.sh fetch|start [--security sasl_ssl]|stop|status|env
 #   fetch   resolve the jars into the cache (no-op when already cached)
 #   start   fetch, format storage once, start the broker in the background, wait until it
 #           answers a metadata request, print KAFKA_BOOTSTRAP=127.0.0.1:<port>
+#           --security sasl_ssl (or KAFKA_SECURITY=sasl_ssl): also listen with SASL_SSL (SCRAM-SHA-512)
+#           on KAFKA_SASL_SSL_PORT, with a throwaway CA + broker certificate (PEM) and one SCRAM user
+#           whose random password is kept in the data dir (all generated once per data dir); prints
+#           KAFKA_BOOTSTRAP_SASL_SSL=, KAFKA_CA_FILE=, KAFKA_SASL_MECHANISM=, KAFKA_SASL_USERNAME=,
+#           KAFKA_SASL_PASSWORD= lines as well. The PLAINTEXT listener stays (inter-broker, tooling).
 #   stop    SIGTERM, wait (bounded), then SIGKILL
 #   status  exit 0 when the broker of KAFKA_DATA_DIR is running, 1 otherwise
 #   env     print the effective settings as KEY=value lines (eval-able)
@@ -16,6 +21,8 @@
 #   LLMPULSE_CACHE_DIR      cache root (default ~/.cache/llmpulse)
 #   KAFKA_PORT              PLAINTEXT listener port (default 9092)
 #   KAFKA_CONTROLLER_PORT   CONTROLLER listener port (default 9093)
+#   KAFKA_SASL_SSL_PORT     SASL_SSL listener port with --security sasl_ssl (default 9094)
+#   KAFKA_SECURITY          "sasl_ssl" is the same as --security sasl_ssl (default: plaintext only)
 #   KAFKA_DATA_DIR          data dir: config, pid, logs, log.dirs (default $LLMPULSE_CACHE_DIR/kafka-data)
 #   KAFKA_HEAP              JVM heap flags (default "-Xmx512m -Xms256m")
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness (default 60)
@@ -46,6 +53,11 @@ KAFKA_HEAP="${KAFKA_HEAP:--Xmx512m -Xms256m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-9094}"
+KAFKA_SECURITY="${KAFKA_SECURITY:-plaintext}"
+KAFKA_SASL_MECHANISM="SCRAM-SHA-512"
+KAFKA_SASL_USERNAME="llmpulse"
+KAFKA_SASL_PASSWORD=""
 
 PID_FILE="$KAFKA_DATA_DIR/kafka.pid"
 CONSOLE_LOG="$KAFKA_DATA_DIR/kafka.out"   # JVM stdout/stderr
@@ -53,6 +65,11 @@ SERVER_LOG="$KAFKA_DATA_DIR/server.log"   # log4j output (WARN and above)
 SERVER_PROPS="$KAFKA_DATA_DIR/server.properties"
 LOG4J_CONF="$KAFKA_DATA_DIR/log4j2.properties"
 LOG_DIRS="$KAFKA_DATA_DIR/kraft-logs"
+TLS_DIR="$KAFKA_DATA_DIR/tls"
+CA_FILE="$TLS_DIR/ca.pem"
+BROKER_PEM="$TLS_DIR/broker.pem"          # PKCS#8 key + certificate chain (ssl.keystore.type=PEM)
+SASL_PASSWORD_FILE="$KAFKA_DATA_DIR/sasl.password"
+SCRAM_MARKER="$KAFKA_DATA_DIR/.scram-user"
 
 die() { echo "kafka.sh: error: $*" >&2; exit 1; }
 info() { echo "kafka.sh: $*" >&2; }
@@ -161,18 +178,62 @@ broker_pid() {
   echo "$pid"
 }
 
+sasl_ssl_enabled() { [[ "$KAFKA_SECURITY" == "sasl_ssl" ]]; }
+
+# A throwaway CA and a broker certificate for 127.0.0.1/localhost, made once per data dir.
+ensure_tls_material() {
+  [[ -s "$CA_FILE" && -s "$BROKER_PEM" ]] && return 0
+  command -v openssl >/dev/null || die "openssl not found (needed for --security sasl_ssl: apt-get install openssl)"
+  mkdir -p "$TLS_DIR"
+  chmod 700 "$TLS_DIR"
+  local work="$TLS_DIR/.work"
+  rm -rf "$work"; mkdir -p "$work"
+  if ! {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=llmpulse test CA" \
+      -keyout "$work/ca.key" -out "$work/ca.pem" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout "$work/broker.key" -out "$work/broker.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$work/ext.cnf" &&
+    openssl x509 -req -in "$work/broker.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+      -days 3650 -sha256 -extfile "$work/ext.cnf" -out "$work/broker.crt" &&
+    openssl pkcs8 -topk8 -nocrypt -in "$work/broker.key" -out "$work/broker.pk8"
+  } >"$work/openssl.log" 2>&1; then
+    cat "$work/openssl.log" >&2
+    die "generating the test CA and broker certificate with openssl failed (see above)"
+  fi
+  (umask 077; cat "$work/broker.pk8" "$work/broker.crt" "$work/ca.pem" >"$BROKER_PEM")
+  mv "$work/ca.pem" "$CA_FILE"
+  rm -rf "$work"
+}
+
+ensure_sasl_password() {
+  if [[ ! -s "$SASL_PASSWORD_FILE" ]]; then
+    (umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$SASL_PASSWORD_FILE")
+  fi
+  KAFKA_SASL_PASSWORD="$(cat "$SASL_PASSWORD_FILE")"
+}
+
 write_config() {
   mkdir -p "$KAFKA_DATA_DIR" "$LOG_DIRS"
+  local listeners="PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}"
+  local advertised="PLAINTEXT://127.0.0.1:${KAFKA_PORT}"
+  local protocol_map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if sasl_ssl_enabled; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:${KAFKA_SASL_SSL_PORT}"
+    advertised="$advertised,SASL_SSL://127.0.0.1:${KAFKA_SASL_SSL_PORT}"
+    protocol_map="$protocol_map,SASL_SSL:SASL_SSL"
+  fi
   cat >"$SERVER_PROPS" <<EOF
 # Generated by scripts/kafka.sh - edits are overwritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:${KAFKA_CONTROLLER_PORT}
-listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT}
+listeners=${listeners}
+advertised.listeners=${advertised}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=${protocol_map}
 log.dirs=${LOG_DIRS}
 num.partitions=1
 default.replication.factor=1
@@ -193,6 +254,17 @@ num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 log.segment.bytes=67108864
 EOF
+  if sasl_ssl_enabled; then
+    cat >>"$SERVER_PROPS" <<EOF
+# SASL_SSL listener: TLS with the data dir's throwaway CA, SCRAM-SHA-512 users from the cluster metadata.
+sasl.enabled.mechanisms=${KAFKA_SASL_MECHANISM}
+listener.name.sasl_ssl.sasl.enabled.mechanisms=${KAFKA_SASL_MECHANISM}
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=${BROKER_PEM}
+listener.name.sasl_ssl.ssl.client.auth=none
+EOF
+  fi
   cat >"$LOG4J_CONF" <<EOF
 status = warn
 appender.file.type = File
@@ -219,14 +291,39 @@ EOF
 }
 
 format_storage() {
-  [[ -f "$LOG_DIRS/meta.properties" ]] && return 0
+  if [[ -f "$LOG_DIRS/meta.properties" ]]; then
+    if sasl_ssl_enabled && [[ ! -f "$SCRAM_MARKER" ]]; then
+      die "the data dir $KAFKA_DATA_DIR was formatted without the SCRAM user; use a fresh KAFKA_DATA_DIR for --security sasl_ssl"
+    fi
+    return 0
+  fi
   local cluster_id
   cluster_id="$(new_cluster_id)"
+  # SCRAM credentials live in the cluster metadata: created at format time, they exist before the
+  # first client connects (the password is hex, so it needs no quoting in this syntax).
+  local scram=()
+  if sasl_ssl_enabled; then
+    scram=(--add-scram "${KAFKA_SASL_MECHANISM}=[name=${KAFKA_SASL_USERNAME},password=${KAFKA_SASL_PASSWORD}]")
+  fi
   if ! "$JAVA_BIN" -Xmx256m -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$KAFKA_LIBS/*" \
-       kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$SERVER_PROPS" \
+       kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$SERVER_PROPS" ${scram[@]+"${scram[@]}"} \
        >"$KAFKA_DATA_DIR/format.log" 2>&1; then
     cat "$KAFKA_DATA_DIR/format.log" >&2
     die "formatting the storage in $LOG_DIRS failed (see above)"
+  fi
+  if sasl_ssl_enabled; then
+    echo "$KAFKA_SASL_USERNAME" >"$SCRAM_MARKER"
+  fi
+}
+
+print_endpoints() {
+  echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+  if sasl_ssl_enabled; then
+    echo "KAFKA_BOOTSTRAP_SASL_SSL=127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    echo "KAFKA_CA_FILE=$CA_FILE"
+    echo "KAFKA_SASL_MECHANISM=$KAFKA_SASL_MECHANISM"
+    echo "KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME"
+    echo "KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD"
   fi
 }
 
@@ -289,19 +386,43 @@ start_watchdog() {
 }
 
 cmd_start() {
+  while (( $# )); do
+    case "$1" in
+      --security) [[ $# -ge 2 ]] || die "--security needs a value (sasl_ssl)"; KAFKA_SECURITY="$2"; shift 2 ;;
+      --security=*) KAFKA_SECURITY="${1#--security=}"; shift ;;
+      *) die "unknown option for start: $1 (usage: start [--security sasl_ssl])" ;;
+    esac
+  done
+  KAFKA_SECURITY="${KAFKA_SECURITY,,}"
+  case "$KAFKA_SECURITY" in
+    plaintext|sasl_ssl) ;;
+    *) die "unsupported --security '$KAFKA_SECURITY' (supported: sasl_ssl; default plaintext)" ;;
+  esac
   local pid
+  if sasl_ssl_enabled; then
+    mkdir -p "$KAFKA_DATA_DIR"
+    ensure_sasl_password
+  fi
   if pid="$(broker_pid)"; then
+    if sasl_ssl_enabled && ! grep -q '^listener.name.sasl_ssl' "$SERVER_PROPS" 2>/dev/null; then
+      die "the broker of $KAFKA_DATA_DIR is running without the SASL_SSL listener; stop it first"
+    fi
     info "already running (pid $pid, data dir $KAFKA_DATA_DIR)"
-    echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+    print_endpoints
     return 0
   fi
   find_java
   find_python
   cmd_fetch
+  local ports=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")
+  if sasl_ssl_enabled; then
+    ensure_tls_material
+    ports+=("$KAFKA_SASL_SSL_PORT")
+  fi
   local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  for p in "${ports[@]}"; do
     if port_open "$p"; then
-      die "port 127.0.0.1:$p is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
+      die "port 127.0.0.1:$p is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_SSL_PORT)"
     fi
   done
   write_config
@@ -332,7 +453,7 @@ cmd_start() {
       } >&2
       die "the broker exited during startup (see the logs above)"
     fi
-    if port_open "$KAFKA_PORT" && metadata_ready; then
+    if port_open "$KAFKA_PORT" && metadata_ready && { ! sasl_ssl_enabled || port_open "$KAFKA_SASL_SSL_PORT"; }; then
       break
     fi
     if (( SECONDS >= deadline )); then
@@ -346,7 +467,7 @@ cmd_start() {
     sleep 0.3
   done
   info "broker $KAFKA_VERSION ready (pid $pid, data dir $KAFKA_DATA_DIR)"
-  echo "KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+  print_endpoints
 }
 
 cmd_stop() {
@@ -384,16 +505,16 @@ cmd_status() {
 
 cmd_env() {
   local var
-  for var in KAFKA_VERSION KAFKA_BOOTSTRAP KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_DATA_DIR KAFKA_HOME KAFKA_LIBS KAFKA_HEAP; do
+  for var in KAFKA_VERSION KAFKA_BOOTSTRAP KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_SASL_SSL_PORT KAFKA_DATA_DIR KAFKA_HOME KAFKA_LIBS KAFKA_HEAP; do
     printf '%s=%q\n' "$var" "${!var}"
   done
 }
 
 case "${1:-}" in
   fetch) cmd_fetch ;;
-  start) cmd_start ;;
+  start) shift; cmd_start "$@" ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 fetch|start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|start [--security sasl_ssl]|stop|status|env" >&2; exit 2 ;;
 esac

@@ -112,6 +112,8 @@ class PreparedBatch:
     rejected_by_topic: dict[str, int] = field(default_factory=dict)
     # Seconds spent decoding, validating and pricing (in whichever process did it).
     prepare_seconds: float = 0.0
+    # Matches masked before storage, per kind (collector.redaction): llmpulse_redactions_total.
+    redactions: dict[str, int] = field(default_factory=dict)
     _token: str | None = field(default=None, repr=False)
 
     @property
@@ -150,9 +152,12 @@ def merge_batches(batches: Sequence[PreparedBatch]) -> PreparedBatch:
     next_offsets: dict[Partition, int] = {}
     ranges: dict[Partition, tuple[int, int]] = {}
     rejected_by_topic: dict[str, int] = {}
+    redactions: dict[str, int] = {}
     digest = hashlib.blake2b(digest_size=16)
     for batch in batches:
         rows.extend(batch.rows)
+        for kind, count in batch.redactions.items():
+            redactions[kind] = redactions.get(kind, 0) + count
         for key, offset in batch.next_offsets.items():
             next_offsets[key] = max(next_offsets.get(key, offset), offset)
         for key, (first, last) in batch.ranges.items():
@@ -171,6 +176,7 @@ def merge_batches(batches: Sequence[PreparedBatch]) -> PreparedBatch:
         messages=sum(batch.messages for batch in batches),
         rejected_by_topic=rejected_by_topic,
         prepare_seconds=sum(batch.prepare_seconds for batch in batches),
+        redactions=redactions,
         _token=f"kafka-{digest.hexdigest()}",
     )
 
@@ -236,7 +242,7 @@ class BatchPreparer:
                 Rejection(
                     index=-1,
                     reason=reason,
-                    payload=value or b"",
+                    payload=self._validator.mask_payload(value or b"", result.redactions),
                     source=SOURCE,
                     source_ref=source_ref(topic, partition, offset),
                 )
@@ -259,6 +265,7 @@ class BatchPreparer:
             ranges=ranges,
             messages=len(records),
             rejected_by_topic=rejected_by_topic,
+            redactions=result.redactions,
         )
         batch.dedup_token()
         batch.prepare_seconds = time.perf_counter() - started

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import FencedInstanceIdError, RetriableError
 from kafka.future import Future as KafkaFuture
 from kafka.structs import OffsetAndMetadata
 
@@ -52,6 +53,7 @@ from collector.kafka.dead_letter import DeadLetterSink
 from collector.kafka.decoders import TopicDecoders
 from collector.kafka.metrics import KafkaMetrics
 from collector.kafka.prepare_pool import Preparation, Prepared, PreparePool, Preparer
+from collector.metrics import count_redactions, redactions_counter
 from collector.store import EventSink
 from collector.validation import EventValidator
 
@@ -332,6 +334,7 @@ class _Writer:
             self._sink.write_rejections(batch.rejections)
             for topic, count in batch.rejected_by_topic.items():
                 self._metrics.events_rejected.labels(topic).inc(count)
+            count_redactions(redactions_counter(self._metrics.registry), batch.redactions)
             job.stage = 2
         if job.stage == 2:
             self._dead_letters.send(batch.dead_letters)
@@ -448,15 +451,24 @@ class KafkaCollector:
         commit_timeout_ms: int = 30_000,
         lag_refresh_s: float = 1.0,
         prepare_pool: PreparePool | None = None,
+        group_instance_id: str | None = None,
+        leave_static_group: Callable[[], None] | None = None,
     ) -> None:
         """`prepare_pool`: prepare batches in its worker processes (built with the same validation and
         decoder settings as `validator` and `decoders`); None prepares them on the poll thread. The
-        collector starts the pool if it is not running and then also stops it when it ends."""
+        collector starts the pool if it is not running and then also stops it when it ends.
+
+        `group_instance_id`: the consumer's static membership id, if any. A static member never sends
+        LeaveGroup when it closes (KIP-345: a restart in place then keeps its partitions without a
+        rebalance, which is also what a SIGKILLed member gets), so after a requested stop the collector
+        calls `leave_static_group` to hand its partitions over at once instead of after the session timeout.
+        """
         if not topics:
             raise ValueError("no Kafka topics to consume (LLMPULSE_KAFKA_TOPICS)")
         self._consumer = consumer
         self._topics = list(topics)
-        self._preparer = Preparer(BatchPreparer(validator=validator, decoders=decoders), prepare_pool)
+        self._preparer = Preparer(BatchPreparer(validator=validator, decoders=decoders), prepare_pool,
+                                 local_until_ready=True)
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._batch_max_messages = batch_max_messages
@@ -490,7 +502,10 @@ class KafkaCollector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_lag_refresh = 0.0
+        self._poll_failures = 0
         self.revocations = 0
+        self.group_instance_id = group_instance_id
+        self._leave_static_group = leave_static_group
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -536,6 +551,12 @@ class KafkaCollector:
                 self._consumer.close(autocommit=False)
             except Exception:
                 log.exception("closing the Kafka consumer failed")
+            if clean and self._leave_static_group is not None:
+                try:
+                    self._leave_static_group()
+                except Exception as exc:
+                    log.warning("leaving the group as static member %s failed (its partitions move to the other "
+                                "members when its session times out): %s", self.group_instance_id, exc)
             try:
                 self._dead_letters.close()
             except Exception:
@@ -552,9 +573,33 @@ class KafkaCollector:
 
     # -- the poll loop --------------------------------------------------------------------------
 
+    def _poll(self, timeout_ms: int, max_records: int | None = None) -> Mapping[Any, list[Any]]:
+        """poll(), riding out a cluster that is briefly unreachable (a broker restart, a leader moving).
+
+        kafka-python 3 raises a retriable error out of poll() when, e.g., refreshing metadata for the group
+        coordinator finds no broker; the member keeps its state and the next poll() reconnects. Waiting a
+        little (up to 1 s, woken at once by a stop request) keeps the loop from spinning meanwhile.
+        """
+        try:
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except RetriableError as exc:
+            if self._poll_failures == 0:
+                log.warning("the Kafka cluster is unreachable (%s: %s); retrying", type(exc).__name__, exc)
+            self._poll_failures += 1
+            delay = min(0.05 * 2 ** min(self._poll_failures, 5), 1.0)
+            if self._stop.is_set():
+                time.sleep(delay)  # draining for shutdown: bounded by its deadline
+            else:
+                self._stop.wait(delay)
+            return {}
+        if self._poll_failures:
+            log.info("the Kafka cluster answers again (after %d failed polls)", self._poll_failures)
+            self._poll_failures = 0
+        return polled
+
     def _step(self) -> None:
         self._apply_backpressure()
-        polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms, max_records=self._max_poll_records)
+        polled = self._poll(self._poll_timeout_ms, self._max_poll_records)
         if polled:
             self._accept(polled)
         while self._flush_due() and self._writer.has_capacity():
@@ -632,6 +677,11 @@ class KafkaCollector:
         offsets = _to_kafka_offsets(completed)
         try:
             self._consumer.commit(offsets, timeout_ms=self._commit_timeout_ms)
+        except FencedInstanceIdError:
+            # Another process joined with this member's group.instance.id and took over its partitions;
+            # retrying cannot succeed, and this member must stop (kafka-python only logs the fencing on
+            # its heartbeat thread, so the first commit after it is where the collector learns of it).
+            raise
         except Exception as exc:
             # Typically a rebalance in progress: the revocation listener commits these instead.
             log.warning("offset commit failed, will retry: %s", exc)
@@ -667,7 +717,7 @@ class KafkaCollector:
         deadline = time.monotonic() + self._shutdown_timeout_s
         while not self._writer.idle() and time.monotonic() < deadline:
             # Paused, so nothing new arrives; polling keeps the membership (and a rebalance) working.
-            polled = self._consumer.poll(timeout_ms=100)
+            polled = self._poll(100)
             if polled:
                 self._accept(polled)
                 self._submit_pending()

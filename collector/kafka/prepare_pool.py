@@ -34,6 +34,7 @@ from collector.kafka.dead_letter import DeadLetter
 from collector.kafka.decoders import default_decoders
 from collector.otlp.mapping import OtlpOptions
 from collector.pricing import PriceCatalog, PriceOverride
+from collector.redaction import DEFAULT_POLICY, RedactionPolicy
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits
 from collector.worker_pool import WorkerPool
@@ -52,10 +53,13 @@ class PrepareConfig:
     price_overrides: tuple[PriceOverride, ...] = ()
     topic_encodings: Mapping[str, str] = field(default_factory=dict)
     otlp_options: OtlpOptions | None = None
+    redaction: RedactionPolicy = DEFAULT_POLICY
 
     def build(self) -> BatchPreparer:
         return BatchPreparer(
-            validator=EventValidator(prices=PriceCatalog(list(self.price_overrides)), limits=self.limits),
+            validator=EventValidator(
+                prices=PriceCatalog(list(self.price_overrides)), limits=self.limits, redaction=self.redaction
+            ),
             decoders=default_decoders(dict(self.topic_encodings), otlp_options=self.otlp_options),
         )
 
@@ -73,6 +77,7 @@ class WireBatch:
     rejected_by_topic: dict[str, int]
     dedup_token: str
     prepare_seconds: float
+    redactions: dict[str, int]
 
 
 def to_wire(batch: PreparedBatch) -> WireBatch:
@@ -90,6 +95,7 @@ def to_wire(batch: PreparedBatch) -> WireBatch:
         rejected_by_topic=batch.rejected_by_topic,
         dedup_token=batch.dedup_token(),
         prepare_seconds=batch.prepare_seconds,
+        redactions=batch.redactions,
     )
 
 
@@ -104,6 +110,7 @@ def from_wire(wire: WireBatch) -> PreparedBatch:
         messages=wire.messages,
         rejected_by_topic=wire.rejected_by_topic,
         prepare_seconds=wire.prepare_seconds,
+        redactions=wire.redactions,
         _token=wire.dedup_token,
     )
 
@@ -245,6 +252,11 @@ class PreparePool:
         """PIDs of the live workers (for diagnostics and benchmarks)."""
         return self._workers.worker_pids()
 
+    @property
+    def ready(self) -> bool:
+        """At least one worker has started and set itself up (spawning takes seconds, more under load)."""
+        return bool(self._workers.worker_pids())
+
     def submit(self, records: list[RawRecord]) -> Future[WireBatch]:
         """Raises when no worker is alive; the future fails with `WorkerLost` if its worker dies."""
         return self._workers.submit(_prepare_in_worker, records)
@@ -253,9 +265,15 @@ class PreparePool:
 class Preparer:
     """Where the collector's batches get prepared: in worker processes when a pool is given, else here."""
 
-    def __init__(self, local: BatchPreparer, pool: PreparePool | None = None) -> None:
+    def __init__(
+        self, local: BatchPreparer, pool: PreparePool | None = None, *, local_until_ready: bool = False
+    ) -> None:
+        """`local_until_ready`: until a worker is up (the first seconds after a start, more under load), prepare
+        batches here instead of queueing them for it, so a collector restarted after a crash commits again
+        sooner."""
         self._local = local
         self.pool = pool
+        self._local_until_ready = local_until_ready
 
     @property
     def workers(self) -> int:
@@ -265,7 +283,7 @@ class Preparer:
         return self._local.prepare(records)
 
     def submit(self, records: list[RawRecord]) -> Preparation:
-        if self.pool is None or not self.pool.running:
+        if self.pool is None or not self.pool.running or (self._local_until_ready and not self.pool.ready):
             return Prepared(self._local.prepare(records))
         size = self.pool.chunk_messages
         if len(records) <= size:

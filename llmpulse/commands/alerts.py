@@ -4,23 +4,26 @@ configured Alertmanager(s) can be reached."""
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from alerts.history import AlertRecord
-from llmpulse.console import console, err_console
+from llmpulse.commands.output import SINCE_HELP, FormatOption, OutputFormat, instant, output_format, write_json
+from llmpulse.console import console
+from llmpulse.errors import OperatorError
+
+if TYPE_CHECKING:
+    from llmpulse.settings import Settings
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+def _fail(message: str) -> OperatorError:
+    return OperatorError(message)
 
 
 def _labels(record: AlertRecord) -> str:
@@ -57,32 +60,28 @@ def render_transitions(out: Console, records: Sequence[AlertRecord], *, title: s
                   f"finding {r.finding_id}", soft_wrap=True, highlight=False, markup=False)
 
 
-def _check_alertmanagers(urls: Sequence[str], timeout: float) -> bool:
-    from alerts.sender import AlertmanagerURLError, parse_alertmanager_url
+def _check_alertmanagers(settings: Settings) -> bool:
+    """GET /api/v2/status of each configured Alertmanager, with the same credentials and TLS as delivery."""
+    from alerts.factory import alertmanager_clients
+    from alerts.sender import AlertmanagerURLError, DeliveryError
 
-    if not urls:
+    if not settings.alertmanager_url:
         console.print("LLMPULSE_ALERTMANAGER_URL is not set: alerts are recorded in ClickHouse only "
                       "(shown by `llmpulse alerts`).")
         return True
+    try:
+        clients = alertmanager_clients(settings)
+    except AlertmanagerURLError as exc:
+        raise _fail(str(exc)) from None
     healthy = True
-    for url in urls:
+    for client in clients:
         try:
-            endpoint = parse_alertmanager_url(url)
-        except AlertmanagerURLError as exc:
-            console.print(f"[red]✗[/] {exc}")
-            healthy = False
-            continue
-        request = urllib.request.Request(f"{endpoint.base_url}/api/v2/status")
-        if endpoint.authorization:
-            request.add_header("Authorization", endpoint.authorization)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                status = orjson.loads(response.read())
+            status = orjson.loads(client.request("/api/v2/status"))
             version = status.get("versionInfo", {}).get("version", "?")
             cluster = status.get("cluster", {}).get("status", "?")
-            console.print(f"[green]✓[/] {endpoint.base_url}: Alertmanager {version}, cluster {cluster}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            console.print(f"[red]✗[/] {endpoint.base_url}: {getattr(exc, 'reason', exc)}")
+            console.print(f"[green]✓[/] {client.name}: Alertmanager {version}, cluster {cluster}", highlight=False)
+        except (DeliveryError, ValueError) as exc:
+            console.print(f"[red]✗[/] {escape(str(exc))}", highlight=False)
             healthy = False
     return healthy
 
@@ -90,36 +89,36 @@ def _check_alertmanagers(urls: Sequence[str], timeout: float) -> bool:
 def register(app: typer.Typer) -> None:
     @app.command("alerts")
     def alerts_command(
-        since: Annotated[str, typer.Option(help="Resolved alerts and transitions this far back: 90m, 7d.")] = "24h",
+        since: Annotated[
+            str, typer.Option(help=f"Resolved alerts and transitions since then: {SINCE_HELP}")
+        ] = "24h",
         history: Annotated[bool, typer.Option("--history", help="Every transition instead of current states.")] = False,
         limit: Annotated[int, typer.Option(help="At most this many transitions with --history.")] = 200,
-        as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one alert per line.")] = False,
+        output: FormatOption = "table",
         check: Annotated[bool, typer.Option("--check", help="Check the configured Alertmanager(s) instead.")] = False,
     ) -> None:
         """Alerts llmpulse raised (firing, and resolved within --since), from the ClickHouse history."""
         from alerts.history import ClickHouseAlertHistory
         from llmpulse.settings import get_settings
-        from llmpulse.simulate import parse_duration
 
+        fmt = output_format(output)
         settings = get_settings()
         if check:
-            if not _check_alertmanagers(settings.alertmanager_url, settings.alertmanager_timeout_s):
+            if not _check_alertmanagers(settings):
                 raise typer.Exit(1)
             return
-        try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            raise _fail(f"--since: {exc}") from None
+        now = datetime.now(UTC)
+        start = instant(since, "--since", now=now)
         if limit < 1:
             raise _fail("--limit must be at least 1")
         from llmpulse.runtime import open_store
 
         store = ClickHouseAlertHistory(open_store(settings))
-        now = datetime.now(UTC)
-        if history:
-            records = store.transitions(since=now - window, limit=limit)
-        else:
-            records = store.current(resolved_since=now - window)
+        records = store.transitions(since=start, limit=limit) if history else store.current(resolved_since=start)
+        if fmt is OutputFormat.JSON:
+            write_json({"alerts": records, "count": len(records)})
+            return
         if as_json:
             for r in records:
                 sys.stdout.write(orjson.dumps(r, option=orjson.OPT_UTC_Z).decode() + "\n")

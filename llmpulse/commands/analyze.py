@@ -11,23 +11,19 @@ import orjson
 import typer
 from rich.table import Table
 
+from alerts.sender import AlertmanagerURLError
+from llmpulse.commands.output import SINCE_HELP, FormatOption, OutputFormat, duration, instant, output_format
 from llmpulse.console import console, err_console
+from llmpulse.errors import OperatorError
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+def _fail(message: str) -> OperatorError:
+    return OperatorError(message)
 
 
 def parse_time(text: str, option: str) -> datetime:
-    """RFC 3339 (a bare date or time without offset is taken as UTC), or 'now'."""
-    if text.strip().lower() == "now":
-        return datetime.now(UTC)
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise _fail(f"{option} {text!r} is not an RFC 3339 time (e.g. 2026-11-20T13:00:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """RFC 3339 (no offset = UTC), 'now', or a duration back from now (llmpulse.timeparse)."""
+    return instant(text, option)
 
 
 def _rules(path: Path | None):  # type: ignore[no-untyped-def]
@@ -77,22 +73,19 @@ def _short(ts: object) -> str:
 def _cron_period(every: str | None) -> timedelta | None:
     if every is None:
         return None
-    from llmpulse.simulate import parse_duration
-
-    try:
-        return parse_duration(every)
-    except ValueError as exc:
-        raise _fail(f"--every: {exc}") from None
+    return duration(every, "--every")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def analyze(
-        at: Annotated[str | None, typer.Option(help="Run as of this RFC 3339 time (default: now - lag).")] = None,
+        at: Annotated[
+            str | None, typer.Option(help="Run as of this time: RFC 3339 or a duration ago (default: now - lag).")
+        ] = None,
         rules: Annotated[Path | None, typer.Option(help="Rules YAML (default: LLMPULSE_ANALYZERS_RULES_FILE "
                                                          "or ./llmpulse.yaml).")] = None,
         only: Annotated[str | None, typer.Option(help="Comma-separated analyzer names.")] = None,
-        output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+        output: FormatOption = "table",
         every: Annotated[
             str | None,
             typer.Option(help="How often cron runs this (e.g. 5m): alerts stay valid in Alertmanager that long."),
@@ -110,6 +103,7 @@ def register(app: typer.Typer) -> None:
         from llmpulse.runtime import open_store
         from llmpulse.settings import get_settings
 
+        fmt = output_format(output)
         settings = get_settings()
         rule_set = _rules(rules)
         try:
@@ -117,9 +111,12 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise _fail(str(exc)) from None
         when = parse_time(at, "--at") if at else None
-        client = open_store(settings)
         resend = _cron_period(every)
-        dispatcher = build_alert_dispatcher(settings, client, resend_interval=resend)
+        client = open_store(settings)
+        try:
+            dispatcher = build_alert_dispatcher(settings, client, resend_interval=resend)
+        except AlertmanagerURLError as exc:
+            raise _fail(str(exc)) from None
         sched = AnalyzerScheduler(
             client, settings, rules=rule_set, analyzers=selected, listeners=[findings_listener(dispatcher)]
         )
@@ -127,7 +124,7 @@ def register(app: typer.Typer) -> None:
         dispatcher.sync(EngineFindingsSource(ClickHouseFindingStore(client)))
         delivered = dispatcher.flush(timeout=30)
         active = [f.to_dict() for f in sched.engine.open_findings()]
-        if output == "json":
+        if fmt is OutputFormat.JSON:
             doc = {
                 "at": (when or sched.as_of_now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "runs": [{"analyzer": r.analyzer, "observations": r.observations, "error": r.error} for r in reports],
@@ -152,9 +149,9 @@ def register(app: typer.Typer) -> None:
         state: Annotated[str | None, typer.Option(help="pending, firing or resolved.")] = None,
         alertname: Annotated[str | None, typer.Option(help="e.g. LLMCostSpike.")] = None,
         app_name: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
-        since: Annotated[str | None, typer.Option(help="Seen at or after this RFC 3339 time.")] = None,
+        since: Annotated[str | None, typer.Option(help=f"Seen at or after: {SINCE_HELP}")] = None,
         limit: Annotated[int, typer.Option(min=1)] = 50,
-        output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+        output: FormatOption = "table",
     ) -> None:
         """List stored findings, newest first."""
         from analyzers.engine import ClickHouseFindingStore, FindingQuery
@@ -162,6 +159,7 @@ def register(app: typer.Typer) -> None:
         from llmpulse.runtime import open_store
         from llmpulse.settings import get_settings
 
+        fmt = output_format(output)
         if state and state not in {s.value for s in FindingState}:
             raise _fail(f"--state {state!r}: use pending, firing or resolved")
         if alertname and alertname not in {a.value for a in AlertName}:
@@ -172,7 +170,7 @@ def register(app: typer.Typer) -> None:
                          since=parse_time(since, "--since") if since else None, limit=limit)
         )
         rows = [f.to_dict() for f in found]
-        if output == "json":
+        if fmt is OutputFormat.JSON:
             sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         elif rows:
             console.print(_findings_table(rows, f"Findings ({len(rows)})"))
@@ -181,8 +179,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def backtest(
-        from_: Annotated[str, typer.Option("--from", help="Replay start (RFC 3339).")],
-        to: Annotated[str, typer.Option("--to", help="Replay end (RFC 3339, inclusive step).")],
+        from_: Annotated[str, typer.Option("--from", help=f"Replay start: {SINCE_HELP}")],
+        to: Annotated[str, typer.Option("--to", help=f"Replay end (inclusive step): {SINCE_HELP}")],
         step: Annotated[str, typer.Option(help="Time between replayed runs.")] = "5m",
         rules: Annotated[Path | None, typer.Option(help="Rules YAML to try.")] = None,
         output: Annotated[str, typer.Option("--format", help="json (docs/backtest.md) or table.")] = "table",
@@ -195,15 +193,12 @@ def register(app: typer.Typer) -> None:
         from analyzers.scheduler import dashboard_base_url
         from llmpulse.runtime import open_store
         from llmpulse.settings import get_settings
-        from llmpulse.simulate import parse_duration
 
-        if output not in ("json", "table"):
-            raise _fail(f"--format {output!r}: use json or table")
+        fmt = output_format(output)
         settings = get_settings()
-        try:
-            step_td = parse_duration(step)
-        except ValueError as exc:
-            raise _fail(f"--step: {exc}") from None
+        step_td = duration(step, "--step")
+        if truth is not None and not truth.is_file():
+            raise _fail(f"--truth {truth}: no such file")
         if step_td < timedelta(minutes=1):
             raise _fail("--step must be at least 1m (analyses work on whole minutes)")
         start, end = parse_time(from_, "--from"), parse_time(to, "--to")
@@ -219,7 +214,7 @@ def register(app: typer.Typer) -> None:
                               dashboard_base_url=dashboard_base_url(settings))
         for r in result.errors[:5]:
             err_console.print(f"[yellow]warning:[/] {r.analyzer} failed at {r.at:%Y-%m-%d %H:%M}: {r.error}")
-        if output == "json":
+        if fmt is OutputFormat.JSON:
             sys.stdout.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
             return
         table = Table(title=f"Firing episodes {result.start:%Y-%m-%d %H:%M} → {result.end:%Y-%m-%d %H:%M} UTC, "

@@ -8,31 +8,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmpulse.console import console, err_console
+from llmpulse.commands.output import instant
+from llmpulse.console import console
+from llmpulse.errors import OperatorError
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+def _fail(message: str) -> OperatorError:
+    return OperatorError(message)
 
 
-def parse_when(value: str | None, default: datetime) -> datetime:
-    """RFC 3339, 'now', or a duration before now ('2h' = two hours ago)."""
-    from llmpulse.simulate import parse_duration
-
+def parse_when(value: str | None, default: datetime, option: str = "time") -> datetime:
+    """RFC 3339, 'now', or a duration before now ('2h' = two hours ago): llmpulse.timeparse."""
     if value is None:
         return default
-    if value == "now":
-        return datetime.now(UTC)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except ValueError:
-        pass
-    try:
-        return datetime.now(UTC) - parse_duration(value)
-    except ValueError:
-        raise _fail(f"{value!r} is neither RFC 3339, 'now' nor a duration like 6h or 7d") from None
+    return instant(value, option)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,8 +45,8 @@ def register(app: typer.Typer) -> None:
         from llmpulse.settings import get_settings
 
         settings = get_settings()
-        end = parse_when(until, datetime.now(UTC))
-        start = parse_when(since, end - timedelta(hours=settings.judge_lookback_hours))
+        end = parse_when(until, datetime.now(UTC), "--until")
+        start = parse_when(since, end - timedelta(hours=settings.judge_lookback_hours), "--since")
         if start >= end:
             raise _fail(f"--since ({start:%Y-%m-%d %H:%M}) must be before --until ({end:%Y-%m-%d %H:%M})")
         try:

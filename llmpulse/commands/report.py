@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from llmpulse.console import console, err_console
+from llmpulse.commands.output import FormatOption, OutputFormat, fail, instant, output_format, write_json
+from llmpulse.console import console
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +21,7 @@ def register(app: typer.Typer) -> None:
         grafana_url: Annotated[
             str | None, typer.Option(help="Grafana base URL for links (default LLMPULSE_ALERT_DASHBOARD_BASE_URL).")
         ] = None,
+        output: FormatOption = "table",
     ) -> None:
         """Render a review as a static HTML page from the same queries as its Grafana dashboard."""
         from dashboards.report import build_weekly_report, week_ending
@@ -27,25 +29,23 @@ def register(app: typer.Typer) -> None:
         from llmpulse.settings import get_settings
 
         if not week:
-            err_console.print("[bold red]error:[/] say which report: --week")
-            raise typer.Exit(2)
-        if end is None:
-            until = datetime.now(UTC).replace(second=0, microsecond=0)
-        else:
-            try:
-                until = datetime.fromisoformat(end.replace("Z", "+00:00"))
-            except ValueError:
-                err_console.print(f"[bold red]error:[/] --end {end!r} is not RFC 3339 (e.g. 2026-11-23T00:00:00Z)")
-                raise typer.Exit(2) from None
-            until = until if until.tzinfo else until.replace(tzinfo=UTC)
+            raise fail("say which report: --week")
+        fmt = output_format(output)
+        until = instant(end, "--end") if end is not None else datetime.now(UTC).replace(second=0, microsecond=0)
         settings = get_settings()
         result = build_weekly_report(
             open_store(settings), week_ending(until),
             grafana_url=grafana_url if grafana_url is not None else settings.alert_dashboard_base_url,
         )
         path = out or Path(".llmpulse/reports") / f"weekly-{until:%Y-%m-%d}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(result.html, "utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(result.html, "utf-8")
+        except OSError as exc:
+            raise fail(f"--out {path}: cannot write the report: {exc.strerror or exc}") from None
         empty = [r.panel.title for r in result.results if not r.rows]
+        if fmt is OutputFormat.JSON:
+            write_json({"path": str(path), "panels": [r.panel.title for r in result.results], "empty_panels": empty})
+            return
         console.print(f"wrote {path} ({len(result.results)} panels"
                       + (f"; nothing this week in: {', '.join(empty)}" if empty else "") + ")")

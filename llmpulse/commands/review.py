@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from llmpulse.console import console, err_console
+from llmpulse.console import console
+from llmpulse.errors import OperatorError
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+def _fail(message: str) -> OperatorError:
+    return OperatorError(message)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         name = rubric or load_rules(settings.judge_rules_file).rules[0].rubric
         if name not in rubrics:
             raise _fail(f"unknown rubric {name!r} (known: {', '.join(sorted(rubrics))})")
-        end = parse_when(until, datetime.now(UTC))
-        start = parse_when(since, end)
+        end = parse_when(until, datetime.now(UTC), "--until")
+        start = parse_when(since, end, "--since")
         try:
             items = select_review_sample(
                 open_store(settings), rubric=rubrics[name], since=start, until=end, n=n,
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from llmpulse.settings import get_settings
 
         settings = get_settings()
-        examples = golden_examples(open_store(settings), since=parse_when(since, datetime.now(UTC)),
+        examples = golden_examples(open_store(settings), since=parse_when(since, datetime.now(UTC), "--since"),
                                    redactor=build_redactor(settings))
         write_golden(examples, out)
         console.print(f"wrote {len(examples)} reviewed failures to {out}")

@@ -64,6 +64,11 @@ class KafkaBroker:
         broker.stop()             # also removes the data dir
 
     It is also a context manager.
+
+    ``security="sasl_ssl"`` adds a SASL_SSL (SCRAM-SHA-512) listener with a throwaway CA: after ``start()``,
+    ``sasl_ssl_bootstrap``, ``ca_file``, ``sasl_mechanism``, ``sasl_username`` and ``sasl_password`` hold
+    what the script printed, and ``sasl_ssl_env()`` is the LLMPULSE_KAFKA_* configuration for it. Admin
+    helpers keep using the PLAINTEXT listener.
     """
 
     def __init__(
@@ -73,7 +78,17 @@ class KafkaBroker:
         start_timeout: float = 90.0,
         script: Path | str = KAFKA_SCRIPT,
         keep_data: bool = False,
+        security: str | None = None,
     ) -> None:
+        if security not in (None, "sasl_ssl"):
+            raise ValueError(f"unsupported security {security!r} (supported: 'sasl_ssl')")
+        self.security = security
+        self.sasl_ssl_port: int | None = None
+        self.sasl_ssl_bootstrap: str | None = None
+        self.ca_file: str | None = None
+        self.sasl_mechanism: str | None = None
+        self.sasl_username: str | None = None
+        self.sasl_password: str | None = None
         self.script = Path(script)
         self.heap = heap
         self.start_timeout = start_timeout
@@ -99,6 +114,8 @@ class KafkaBroker:
         env["KAFKA_PORT"] = str(self.port)
         env["KAFKA_CONTROLLER_PORT"] = str(self.controller_port)
         env["KAFKA_DATA_DIR"] = str(self.data_dir)
+        if self.sasl_ssl_port is not None:
+            env["KAFKA_SASL_SSL_PORT"] = str(self.sasl_ssl_port)
         if self.heap is not None:
             env["KAFKA_HEAP"] = self.heap
         return env
@@ -109,8 +126,11 @@ class KafkaBroker:
         env = self._env()
         if extra_env:
             env.update(extra_env)
+        args = [command]
+        if command == "start" and self.security is not None:
+            args += ["--security", self.security]
         return subprocess.run(
-            ["bash", str(self.script), command],
+            ["bash", str(self.script), *args],
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -125,23 +145,18 @@ class KafkaBroker:
             return self.bootstrap
         last_output = ""
         for _attempt in range(3):
-            self.port, self.controller_port = _free_ports(2)
+            ports = _free_ports(3 if self.security else 2)
+            self.port, self.controller_port = ports[0], ports[1]
+            self.sasl_ssl_port = ports[2] if self.security else None
             self.data_dir = Path(tempfile.mkdtemp(prefix="llmpulse-kafka-"))
             try:
-                proc = self._run(
-                    "start",
-                    # A cold cache resolves the jars with mvn first: allow for that on top.
-                    timeout=self.start_timeout + 900,
-                    extra_env={
-                        "KAFKA_START_TIMEOUT": str(int(self.start_timeout)),
-                        "KAFKA_WATCH_PID": str(os.getpid()),
-                    },
-                )
+                proc = self._start_script()
             except subprocess.TimeoutExpired as exc:
                 self.stop()
                 raise KafkaBrokerError(f"scripts/kafka.sh start timed out: {exc}") from exc
             last_output = (proc.stdout + proc.stderr).strip()
             if proc.returncode == 0:
+                self._parse_endpoints(proc.stdout)
                 if not self._atexit_registered:
                     atexit.register(self.stop)
                     self._atexit_registered = True
@@ -154,6 +169,72 @@ class KafkaBroker:
         raise KafkaBrokerError(
             f"scripts/kafka.sh start failed (the broker is needed by the integration tests):\n{last_output}"
         )
+
+    def _start_script(self) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            "start",
+            # A cold cache resolves the jars with mvn first: allow for that on top.
+            timeout=self.start_timeout + 900,
+            extra_env={
+                "KAFKA_START_TIMEOUT": str(int(self.start_timeout)),
+                "KAFKA_WATCH_PID": str(os.getpid()),
+            },
+        )
+
+    def _parse_endpoints(self, stdout: str) -> None:
+        values = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+        if self.security == "sasl_ssl":
+            try:
+                self.sasl_ssl_bootstrap = values["KAFKA_BOOTSTRAP_SASL_SSL"]
+                self.ca_file = values["KAFKA_CA_FILE"]
+                self.sasl_mechanism = values["KAFKA_SASL_MECHANISM"]
+                self.sasl_username = values["KAFKA_SASL_USERNAME"]
+                self.sasl_password = values["KAFKA_SASL_PASSWORD"]
+            except KeyError as exc:
+                raise KafkaBrokerError(f"scripts/kafka.sh start did not print {exc}:\n{stdout}") from None
+
+    def sasl_ssl_env(self) -> dict[str, str]:
+        """LLMPULSE_KAFKA_* settings that reach this broker over SASL_SSL (needs ``security="sasl_ssl"``)."""
+        if self.sasl_ssl_bootstrap is None:
+            raise KafkaBrokerError("the broker was not started with security='sasl_ssl'")
+        assert self.ca_file and self.sasl_mechanism and self.sasl_username and self.sasl_password
+        return {
+            "LLMPULSE_KAFKA_BOOTSTRAP": self.sasl_ssl_bootstrap,
+            "LLMPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "LLMPULSE_KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "LLMPULSE_KAFKA_SASL_USERNAME": self.sasl_username,
+            "LLMPULSE_KAFKA_SASL_PASSWORD": self.sasl_password,
+            "LLMPULSE_KAFKA_SSL_CAFILE": self.ca_file,
+        }
+
+    def sasl_ssl_client_config(self) -> dict[str, str]:
+        """kafka-python kwargs for a client of the SASL_SSL listener."""
+        env = self.sasl_ssl_env()
+        return {
+            "bootstrap_servers": env["LLMPULSE_KAFKA_BOOTSTRAP"],
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": env["LLMPULSE_KAFKA_SASL_MECHANISM"],
+            "sasl_plain_username": env["LLMPULSE_KAFKA_SASL_USERNAME"],
+            "sasl_plain_password": env["LLMPULSE_KAFKA_SASL_PASSWORD"],
+            "ssl_cafile": env["LLMPULSE_KAFKA_SSL_CAFILE"],
+        }
+
+    def reset_admin(self) -> None:
+        """Drop the shared admin client (e.g. after a restart); the next ``admin()`` call builds a new one."""
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                self._admin.close()
+            self._admin = None
+
+    def restart(self) -> None:
+        """Stop the broker and start it again on the same ports and data dir (topics, offsets kept)."""
+        if self.data_dir is None or self.port is None:
+            raise KafkaBrokerError("the broker is not started")
+        self.reset_admin()
+        self._run("stop", timeout=60)
+        proc = self._start_script()
+        if proc.returncode != 0:
+            raise KafkaBrokerError(f"restarting the broker failed:\n{(proc.stdout + proc.stderr).strip()}")
 
     def is_running(self) -> bool:
         if self.data_dir is None or self.port is None:
@@ -170,7 +251,7 @@ class KafkaBroker:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._run("stop", timeout=60)
         self._remove_data_dir()
-        self.port = self.controller_port = None
+        self.port = self.controller_port = self.sasl_ssl_port = None
 
     def _remove_data_dir(self) -> None:
         if self.data_dir is not None and not self.keep_data:

@@ -8,6 +8,9 @@
 - ``kafka_topic`` (function): a factory ``kafka_topic(prefix="test", partitions=1,
   config=None) -> str`` that creates a uniquely named topic for the current test and
   deletes the test's topics afterwards.
+- ``kafka_sasl_ssl_broker`` (session): a second broker with a SASL_SSL (SCRAM-SHA-512) listener and a
+  throwaway CA (``scripts/kafka.sh start --security sasl_ssl``), started only by the tests that ask for it;
+  ``broker.sasl_ssl_env()`` is the LLMPULSE_KAFKA_* configuration that reaches it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,9 @@ from tests.support.kafka_broker import KafkaBroker, KafkaBrokerError, unique_top
 KafkaTopicFactory = Callable[..., str]
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
+def _session_broker(security: str | None = None) -> Iterator[KafkaBroker]:
     # pytest caches a session fixture's failure: later tests fail at once, no retry.
-    broker = KafkaBroker()
+    broker = KafkaBroker(security=security)
     error: str | None = None
     try:
         broker.start()
@@ -38,6 +40,16 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    yield from _session_broker()
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl_broker() -> Iterator[KafkaBroker]:
+    yield from _session_broker("sasl_ssl")
 
 
 @pytest.fixture(scope="session")
