@@ -68,6 +68,7 @@ bench: $(STAMP) kafka-cache
 	$(PY) bench/analyzers_perf.py
 	$(PY) bench/drift_perf.py
 	$(PY) bench/drift_vs_evidently.py
+	$(PY) bench/chaos_soak.py
 
 clean:
 	rm -rf .llmpulse/sim .pytest_cache .mypy_cache .ruff_cache

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from alerts.dispatcher import AlertDispatcher, Clock, utc_now
 from alerts.history import ClickHouseAlertHistory
 from alerts.metrics import AlertMetrics
 from alerts.payload import AlertLinks
-from alerts.sender import AlertmanagerClient, AlertSink
+from alerts.sender import AlertmanagerAuth, AlertmanagerClient, AlertmanagerURLError, AlertSink
 from llmpulse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
@@ -29,9 +34,59 @@ def alert_links(settings: Settings) -> AlertLinks:
     )
 
 
+def _secret(value: SecretStr | None, path: Path | None, setting: str) -> str | None:
+    """A file (a Docker/Kubernetes secret) wins over the variable; its trailing newline is not part of it."""
+    if path is not None:
+        try:
+            text = path.read_text("utf-8").strip()
+        except OSError as exc:
+            raise AlertmanagerURLError(f"cannot read {setting} {path}: {exc.strerror or exc}") from None
+        if not text:
+            raise AlertmanagerURLError(f"{setting} {path} is empty")
+        return text
+    return value.get_secret_value() if value is not None else None
+
+
+def _file(path: Path | None, setting: str) -> Path | None:
+    if path is not None and not path.is_file():
+        raise AlertmanagerURLError(f"{setting} {path}: no such file")
+    return path
+
+
+def alertmanager_auth(settings: Settings) -> AlertmanagerAuth:
+    """Credentials and TLS trust for every Alertmanager; raises AlertmanagerURLError when they cannot be used."""
+    return AlertmanagerAuth(
+        username=settings.alertmanager_username or None,
+        password=_secret(settings.alertmanager_password, settings.alertmanager_password_file,
+                         "LLMPULSE_ALERTMANAGER_PASSWORD_FILE"),
+        bearer_token=_secret(settings.alertmanager_bearer_token, settings.alertmanager_bearer_token_file,
+                             "LLMPULSE_ALERTMANAGER_BEARER_TOKEN_FILE"),
+        verify=settings.alertmanager_tls_verify,
+        ca_file=_file(settings.alertmanager_ca_file, "LLMPULSE_ALERTMANAGER_CA_FILE"),
+        client_cert_file=_file(settings.alertmanager_client_cert_file, "LLMPULSE_ALERTMANAGER_CLIENT_CERT_FILE"),
+        client_key_file=_file(settings.alertmanager_client_key_file, "LLMPULSE_ALERTMANAGER_CLIENT_KEY_FILE"),
+    )
+
+
+def alertmanager_clients(settings: Settings) -> list[AlertmanagerClient]:
+    """One client per LLMPULSE_ALERTMANAGER_URL entry, with the auth/TLS settings; raises AlertmanagerURLError
+    on a bad URL or unusable credentials/certificates."""
+    if not settings.alertmanager_url:
+        return []
+    auth = alertmanager_auth(settings)
+    clients = [
+        AlertmanagerClient(url, timeout=settings.alertmanager_timeout_s, auth=auth)
+        for url in settings.alertmanager_url
+    ]
+    for client in clients:
+        if client.authorization and client.name.startswith("http://"):
+            log.warning("alertmanager %s: credentials are sent over plain http (use https://)", client.name)
+    return clients
+
+
 def alertmanager_sinks(settings: Settings) -> list[AlertSink]:
     """One client per LLMPULSE_ALERTMANAGER_URL entry; raises AlertmanagerURLError on a bad URL."""
-    return [AlertmanagerClient(url, timeout=settings.alertmanager_timeout_s) for url in settings.alertmanager_url]
+    return list(alertmanager_clients(settings))
 
 
 def build_alert_dispatcher(

@@ -1,7 +1,9 @@
 """Who is calling: API keys, their scopes and the apps they may write. Framework-free, so the HTTP API and the
 OTLP/gRPC receiver share one check.
 
-This is the seam every front end uses; the key store behind `Authenticator` lives at the edge.
+This is the seam every front end uses; the key store behind `Authenticator` lives at the edge
+(collector/keys.py: `KeyAuthenticator`). Scopes: admin may do everything; ingest only writes, read only reads
+(disjoint, so a key leaked from an app cannot read anyone's prompts). docs/security.md.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ class AuthError(Exception):
 
 
 class Authenticator(Protocol):
-    def authenticate(self, authorization: str | None, scope: Scope) -> Principal:
-        """`authorization` is the raw `Authorization` header (or gRPC metadata) value; raises AuthError."""
+    def authenticate(self, authorization: str | None, scope: Scope | None) -> Principal:
+        """`authorization` is the raw `Authorization` header (or gRPC metadata) value; `scope` None accepts
+        any valid key (e.g. /docs). Raises AuthError: 401 no/unknown/revoked key, 403 scope, 503 key store
+        unreadable."""
         ...
 
 
 class AllowAll:
-    """Auth disabled: every caller is ANONYMOUS."""
+    """Auth disabled (LLMPULSE_AUTH_DISABLED=true): every caller is ANONYMOUS."""
 
-    def authenticate(self, authorization: str | None, scope: Scope) -> Principal:
+    def authenticate(self, authorization: str | None, scope: Scope | None) -> Principal:
         return ANONYMOUS

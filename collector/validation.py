@@ -12,9 +12,12 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from collector.auth import Principal
 from collector.events import ChatMessage, TraceEvent
 from collector.fast_path import PlainEvent, plain_event, unknown_fields
+from collector.normalize import normalize_outcome
 from collector.pricing import PriceCatalog
+from collector.redaction import DEFAULT_POLICY, Counts, RedactionPolicy, Redactor
 from collector.rows import EventBatch, Rejection
 
 KNOWN_FIELDS = frozenset(TraceEvent.model_fields)
@@ -51,6 +54,8 @@ class ValidationResult:
     batch: EventBatch = field(default_factory=EventBatch)
     rejections: list[Rejection] = field(default_factory=list)
     unpriced: int = 0
+    # Matches masked before storage, per kind (collector.redaction), for llmpulse_redactions_total.
+    redactions: Counts = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
@@ -163,28 +168,41 @@ def _content_text(content: Any) -> str:
 
 
 def flatten_messages(
-    value: str | list[ChatMessage] | list[dict[str, Any]] | None, max_bytes: int, *, original: Any = None
+    value: str | list[ChatMessage] | list[dict[str, Any]] | None,
+    max_bytes: int,
+    *,
+    original: Any = None,
+    redactor: Redactor | None = None,
+    counts: Counts | None = None,
 ) -> tuple[str, str, bool]:
     """(text for analysis, original messages as JSON or '', truncated?).
 
     `original`: the messages as the client sent them (decoded JSON), kept verbatim when given; re-dumping
-    the validated models costs several times more.
+    the validated models costs several times more. `redactor`: masks before truncation (a cut must not leave
+    half a key behind); each match is counted once in `counts`, though it is in both the text and the JSON.
     """
     if value is None:
         return "", "", False
     if isinstance(value, str):
+        if redactor is not None:
+            value = redactor.redact(value, counts)
         text, cut = _truncate_utf8(value, max_bytes)
         return text, "", cut
     text = "\n\n".join(
         _content_text(message.get("content") if isinstance(message, dict) else message.content) for message in value
     )
+    messages: Any = (
+        original
+        if isinstance(original, list)
+        else [m if isinstance(m, dict) else m.model_dump(exclude_none=True) for m in value]
+    )
+    messages_json = orjson.dumps(messages).decode()
+    if redactor is not None:
+        text = redactor.redact(text)
+        if redactor.redact(messages_json) != messages_json:
+            # Masking the JSON text itself could cut through quotes; mask its strings and dump it again.
+            messages_json = orjson.dumps(redactor.redact_value(messages, counts)).decode()
     text, cut = _truncate_utf8(text, max_bytes)
-    if isinstance(original, list):
-        messages_json = orjson.dumps(original).decode()
-    else:
-        messages_json = orjson.dumps(
-            [m if isinstance(m, dict) else m.model_dump(exclude_none=True) for m in value]
-        ).decode()
     messages_json, cut_json = _truncate_utf8(messages_json, max_bytes)
     return text, messages_json, cut or cut_json
 
@@ -214,25 +232,35 @@ class EventValidator:
         limits: IngestLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         fast_path: bool = True,
+        redaction: RedactionPolicy = DEFAULT_POLICY,
     ) -> None:
         """`fast_path`: skip the contract model for events already in their final shape (collector.fast_path);
-        off, every event goes through the model (the same outcome, slower)."""
+        off, every event goes through the model (the same outcome, slower). `redaction`: what is masked in
+        texts, metadata values, tags and rejected payloads before anything is stored (docs/security.md)."""
         self._prices = prices
         self._limits = limits or IngestLimits()
         self._clock = clock
         self._fast_path = fast_path
+        self.redaction = redaction
+        self._redactor = Redactor(redaction) if redaction.enabled else None
 
-    def validate(self, items: Iterable[RawItem], *, source: str, source_ref: str) -> ValidationResult:
+    def validate(
+        self, items: Iterable[RawItem], *, source: str, source_ref: str, principal: Principal | None = None
+    ) -> ValidationResult:
+        """`principal`: the caller; an item for an app its key may not write is rejected (with a reason naming
+        the app and the key) and kept in rejected_events, the rest go on. None: a trusted source (files, Kafka)."""
         result = ValidationResult()
         ingested_at = self._clock()
+        counts = result.redactions
         for item in items:
-            outcome = self._validate_one(item, source=source, ingested_at=ingested_at)
+            outcome = self._validate_one(item, source=source, ingested_at=ingested_at, principal=principal,
+                                         counts=counts)
             if isinstance(outcome, str):
                 result.rejections.append(
                     Rejection(
                         index=item.index,
                         reason=f"{item.where}: {outcome}" if item.where else outcome,
-                        payload=self._raw(item),
+                        payload=self.mask_payload(self._raw(item), counts),
                         source=source,
                         source_ref=source_ref,
                     )
@@ -244,6 +272,15 @@ class EventValidator:
                     result.unpriced += 1
         return result
 
+    def mask_payload(self, payload: bytes, counts: Counts | None = None) -> bytes:
+        """A rejected payload with secrets masked too: rejected_events is storage like any other. Bytes that
+        are not UTF-8 pass through unchanged around the masked text."""
+        if self._redactor is None or not payload:
+            return payload
+        text = payload.decode("utf-8", "surrogateescape")
+        masked = self._redactor.redact(text, counts)
+        return payload if masked is text else masked.encode("utf-8", "surrogateescape")
+
     @staticmethod
     def _raw(item: RawItem) -> bytes:
         if item.raw is not None:
@@ -253,7 +290,9 @@ class EventValidator:
         except TypeError:
             return repr(item.value).encode()
 
-    def _validate_one(self, item: RawItem, *, source: str, ingested_at: datetime) -> str | tuple[tuple[Any, ...], bool]:
+    def _validate_one(
+        self, item: RawItem, *, source: str, ingested_at: datetime, principal: Principal | None, counts: Counts
+    ) -> str | tuple[tuple[Any, ...], bool]:
         if item.decode_error is not None:
             return item.decode_error
         value = item.value
@@ -264,7 +303,11 @@ class EventValidator:
             size = len(item.raw)
             if size > self._limits.max_event_bytes:
                 return self._too_large(size)
-            return self._to_row(value, value.input, value.output, None, source=source, ingested_at=ingested_at)
+            if principal is not None and not principal.may_write(value.app):
+                return _app_not_allowed(principal, value.app)
+            return self._to_row(
+                value, value.input, value.output, None, source=source, ingested_at=ingested_at, counts=counts
+            )
         if not isinstance(value, dict):
             return f"expected a JSON object, got {type(value).__name__}"
         size = item.max_size if item.max_size is not None else len(self._raw(item))
@@ -282,8 +325,16 @@ class EventValidator:
             except ValidationError as exc:
                 return describe_validation_error(exc)
             extra = event.model_extra
+        if principal is not None and not principal.may_write(event.app):
+            return _app_not_allowed(principal, event.app)
         return self._to_row(
-            event, value.get("input"), value.get("output"), extra, source=source, ingested_at=ingested_at
+            event,
+            value.get("input"),
+            value.get("output"),
+            extra,
+            source=source,
+            ingested_at=ingested_at,
+            counts=counts,
         )
 
     def _too_large(self, size: int) -> str:
@@ -301,27 +352,41 @@ class EventValidator:
         *,
         source: str,
         ingested_at: datetime,
+        counts: Counts,
     ) -> tuple[tuple[Any, ...], bool]:
         """`original_input`/`original_output`: the decoded JSON the client sent, stored verbatim for messages;
         `extra`: fields outside the contract, kept in metadata."""
         max_text = self._limits.max_text_bytes
+        redactor = self._redactor
         raw_input, raw_output = event.input, event.output
         # Plain strings are the common case; messages need flattening.
         if type(raw_input) is str and len(raw_input) * 4 <= max_text:
-            input_text, input_messages, input_cut = raw_input, "", False
+            input_text = raw_input if redactor is None else redactor.redact(raw_input, counts)
+            input_messages, input_cut = "", False
         else:
-            input_text, input_messages, input_cut = flatten_messages(raw_input, max_text, original=original_input)
+            input_text, input_messages, input_cut = flatten_messages(
+                raw_input, max_text, original=original_input, redactor=redactor, counts=counts
+            )
         if type(raw_output) is str and len(raw_output) * 4 <= max_text:
-            output_text, output_messages, output_cut = raw_output, "", False
+            output_text = raw_output if redactor is None else redactor.redact(raw_output, counts)
+            output_messages, output_cut = "", False
         else:
             output_text, output_messages, output_cut = flatten_messages(
-                raw_output, max_text, original=original_output
+                raw_output, max_text, original=original_output, redactor=redactor, counts=counts
             )
         metadata = event.metadata
         if extra:
             metadata = dict(metadata)
             for key, item in extra.items():
                 metadata.setdefault(key, item if isinstance(item, str) else orjson.dumps(item).decode())
+        # Instrumentations' class names and providers' spellings -> the contract's values (collector/normalize.py).
+        error_type, finish_reason, metadata = normalize_outcome(event.error_type, event.finish_reason, metadata)
+        tags = event.tags
+        if redactor is not None:
+            if metadata:
+                metadata = {key: redactor.redact(item, counts) for key, item in metadata.items()}
+            if tags:
+                tags = [redactor.redact(tag, counts) for tag in tags]
         usage = event.usage
         start_time = event.start_time
         latency_ms = event.latency_ms or 0.0
@@ -350,8 +415,8 @@ class EventValidator:
             latency_ms,
             event.ttft_ms,
             event.status,
-            event.error_type or "",
-            event.finish_reason or "",
+            error_type,
+            finish_reason,
             usage.input_tokens,
             usage.output_tokens,
             usage.cache_read_input_tokens,
@@ -371,11 +436,16 @@ class EventValidator:
             input_cut,
             output_cut,
             metadata,
-            event.tags,
+            tags,
             source,
             ingested_at,
         )
         return row, cost.total_usd is not None
+
+
+def _app_not_allowed(principal: Principal, app: str) -> str:
+    allowed = ", ".join(sorted(principal.apps))
+    return f"API key {principal.name!r} may not write app {app!r} (it may write: {allowed})"
 
 
 def decode_file_bytes(data: bytes, *, name: str) -> Iterator[RawItem]:

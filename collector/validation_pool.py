@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from collector.auth import Principal
 from collector.pricing import PriceCatalog, PriceOverride
+from collector.redaction import DEFAULT_POLICY, Counts, RedactionPolicy
 from collector.rows import EventBatch, Rejection
 from collector.validation import EventValidator, IngestLimits, ValidationResult, gunzip_if_needed, iter_body
 from collector.worker_pool import WorkerPool
@@ -29,6 +31,8 @@ class BodyRequest:
     max_bytes: int
     source: str
     source_ref: str
+    # The caller: items for apps its key may not write are rejected per item (None: not checked).
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +40,24 @@ class _PooledResult:
     arrow_ipc: bytes
     rejections: list[Rejection]
     unpriced: int
+    # Counted in the worker, added to the API process's metrics by the service.
+    redactions: Counts
 
 
 def validate_body(validator: EventValidator, request: BodyRequest) -> ValidationResult:
     """Decode (gzip, JSON/NDJSON) and validate one request body; raises PayloadError for unusable bodies."""
     data = gunzip_if_needed(request.body, request.content_encoding, max_bytes=request.max_bytes)
     return validator.validate(
-        iter_body(data, request.content_type), source=request.source, source_ref=request.source_ref
+        iter_body(data, request.content_type),
+        source=request.source,
+        source_ref=request.source_ref,
+        principal=request.principal,
     )
 
 
-def _init_worker(limits: IngestLimits, overrides: Sequence[PriceOverride]) -> None:
+def _init_worker(limits: IngestLimits, overrides: Sequence[PriceOverride], redaction: RedactionPolicy) -> None:
     global _worker_validator
-    _worker_validator = EventValidator(prices=PriceCatalog(overrides), limits=limits)
+    _worker_validator = EventValidator(prices=PriceCatalog(overrides), limits=limits, redaction=redaction)
 
 
 def _validate_in_worker(request: BodyRequest) -> _PooledResult:
@@ -58,15 +67,26 @@ def _validate_in_worker(request: BodyRequest) -> _PooledResult:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return _PooledResult(sink.getvalue().to_pybytes(), result.rejections, result.unpriced)
+    return _PooledResult(sink.getvalue().to_pybytes(), result.rejections, result.unpriced, result.redactions)
 
 
 class ValidationPool:
     """A fixed pool of validator processes with explicit start/stop."""
 
-    def __init__(self, *, processes: int, limits: IngestLimits, overrides: Sequence[PriceOverride] = ()) -> None:
-        self._workers = WorkerPool(processes=processes, initializer=_init_worker, initargs=(limits, list(overrides)),
-                                   name="validation")
+    def __init__(
+        self,
+        *,
+        processes: int,
+        limits: IngestLimits,
+        overrides: Sequence[PriceOverride] = (),
+        redaction: RedactionPolicy = DEFAULT_POLICY,
+    ) -> None:
+        self._workers = WorkerPool(
+            processes=processes,
+            initializer=_init_worker,
+            initargs=(limits, list(overrides), redaction),
+            name="validation",
+        )
 
     def start(self) -> None:
         self._workers.start(wait=True)
@@ -86,5 +106,8 @@ class ValidationPool:
         pooled = self.submit(request).result()
         table = pa.ipc.open_stream(pooled.arrow_ipc).read_all()
         return ValidationResult(
-            batch=EventBatch.from_arrow(table), rejections=pooled.rejections, unpriced=pooled.unpriced
+            batch=EventBatch.from_arrow(table),
+            rejections=pooled.rejections,
+            unpriced=pooled.unpriced,
+            redactions=pooled.redactions,
         )

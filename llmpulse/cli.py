@@ -3,47 +3,102 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
+from llmpulse.commands.output import FormatOption, OutputFormat, output_format, write_json
 from llmpulse.console import console, err_console
 from llmpulse.errors import OperatorError
 from llmpulse.settings import Settings, get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Observability and drift monitoring for LLM apps.")
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from analyzers.engine import Finding
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def operator_exit(exc: BaseException) -> typer.Exit | None:
+    """The one-line message and exit code for an error an operator can act on; None for anything else (a bug)."""
+    if isinstance(exc, OperatorError):
+        _print_error(exc.message)
+        return typer.Exit(exc.exit_code)
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        for line in settings_errors(exc):
+            _print_error(line)
+        return typer.Exit(2)
+    if isinstance(exc, SettingsError):
+        # Raised before validation, when an env var of a list/mapping setting is not valid JSON.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"LLMPULSE_{found.group(1).upper()}" if found else "a setting"
+        _print_error(f"{name}: cannot be parsed (this setting takes JSON, e.g. [\"a\", \"b\"])")
+        return typer.Exit(2)
+    return None
+
+
+class _OperatorErrorGroup(TyperGroup):
+    """Every command, however it is invoked (console script, `python -m`, CliRunner), ends an operator error the
+    same way: one line on stderr and its exit code."""
+
+    # Any: typer vendors its own click, whose Context type is not public.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (OperatorError, ValidationError, SettingsError) as exc:
+            converted = operator_exit(exc)
+            if converted is None:
+                raise
+            raise converted from None
+
+
+app = typer.Typer(
+    cls=_OperatorErrorGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    help="Observability and drift monitoring for LLM apps.",
+)
 
 
 def _settings() -> Settings:
     return get_settings()
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+def _fail(message: str) -> OperatorError:
+    return OperatorError(message)
 
 
 @app.command()
-def migrate() -> None:
+def migrate(output: FormatOption = "table") -> None:
     """Create or upgrade the ClickHouse schema (also done by every command that opens the store)."""
-    from llmpulse.clickhouse import connect
     from llmpulse.migrate import Retention
     from llmpulse.migrate import migrate as run_migrations
+    from llmpulse.runtime import connect_store
 
     settings = _settings()
-    client = connect(settings.clickhouse_url)
+    fmt = output_format(output)
+    client = connect_store(settings)
     applied = run_migrations(
         client,
         Retention(settings.events_retention_days, settings.text_retention_days, settings.rejected_retention_days),
     )
-    if applied:
+    if fmt is OutputFormat.JSON:
+        write_json({"applied": [{"version": m.version, "name": m.name} for m in applied]})
+    elif applied:
         for migration in applied:
             console.print(f"applied {migration.version:04d}_{migration.name}")
     else:
@@ -65,26 +120,54 @@ def serve(
     """Run the API (events, OTLP, findings, /healthz, /metrics, /docs), the analyzers and alert delivery."""
     import uvicorn
 
+    from alerts.sender import AlertmanagerURLError
     from llmpulse.runtime import open_store
     from llmpulse.server import build_server_app
 
     settings = _settings()
+    bind_host, bind_port = host or settings.http_host, port or settings.http_port
+    _check_bindable(bind_host, bind_port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     client = open_store(settings)
     run_analyzers = settings.analyzers_enabled if analyzers is None else analyzers
-    api = build_server_app(settings, client, kafka=kafka, analyzers=run_analyzers)
-    uvicorn.run(api, host=host or settings.http_host, port=port or settings.http_port, log_level="info")
+    try:
+        api = build_server_app(settings, client, kafka=kafka, analyzers=run_analyzers)
+    except AlertmanagerURLError as exc:
+        raise _fail(str(exc)) from None
+    uvicorn.run(api, host=bind_host, port=bind_port, log_level="info")
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Fail in one line before anything starts when the API's address cannot be bound (uvicorn would log it
+    after the store, analyzers and workers started)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise _fail(f"cannot listen on {host}:{port} (LLMPULSE_HTTP_HOST / --host): {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise _fail(
+                f"cannot listen on {host}:{port} (LLMPULSE_HTTP_PORT / --port): {exc.strerror or exc}"
+            ) from None
 
 
 @app.command()
 def ingest(
     files: Annotated[list[str], typer.Argument(help="NDJSON or JSON-array files, gzip allowed; '-' for stdin.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    output: FormatOption = "table",
 ) -> None:
     """Bulk-load event files with the same validation, pricing and dead-lettering as the API."""
     from collector.file_ingest import ingest_files
     from llmpulse.runtime import build_ingest_service, open_store
 
+    fmt = output_format(output)
     for path in files:
         if path != "-" and not Path(path).is_file():
             raise _fail(f"no such file: {path}")
@@ -106,6 +189,13 @@ def ingest(
     finally:
         service.inserter.stop()
     elapsed = time.perf_counter() - started
+    if fmt is OutputFormat.JSON:
+        write_json({
+            "files": report.files, "accepted": report.accepted, "stored": report.stored,
+            "duplicates": report.duplicates, "rejected": report.rejected, "unpriced": report.unpriced,
+            "sample_reasons": list(report.sample_reasons), "seconds": round(elapsed, 3),
+        })
+        return
     console.print(
         f"{report.files} file(s): {report.accepted:,} accepted ({report.stored:,} stored, "
         f"{report.duplicates:,} already stored), {report.rejected:,} rejected, "
@@ -131,12 +221,10 @@ def simulate(
     no_text: Annotated[bool, typer.Option("--no-text", help="Leave out prompt/response texts.")] = False,
 ) -> None:
     """Generate realistic traffic with scheduled incidents and their ground truth."""
-    from llmpulse.simulate import SimulationConfig, parse_duration, write_simulation
+    from llmpulse.commands.output import duration as parse_span
+    from llmpulse.simulate import SimulationConfig, write_simulation
 
-    try:
-        span = parse_duration(duration)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
+    span = parse_span(duration, "--duration")
     begin = _parse_start(start, span)
     kwargs: dict[str, object] = {"start": begin, "duration": span, "seed": seed, "text": not no_text, "clean": clean}
     if rate is not None:
@@ -152,11 +240,9 @@ def _parse_start(start: str | None, span: timedelta) -> datetime:
     if start is None:
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         return now - span
-    try:
-        parsed = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    except ValueError:
-        raise _fail(f"--start {start!r} is not RFC 3339") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    from llmpulse.commands.output import instant
+
+    return instant(start, "--start")
 
 
 @app.command()
@@ -164,18 +250,30 @@ def prices(
     unknown: Annotated[bool, typer.Option("--unknown", help="List models stored without a known price.")] = False,
     model: Annotated[str | None, typer.Option(help="Show the price the catalog would use for a model.")] = None,
     provider: Annotated[str | None, typer.Option(help="Provider for --model.")] = None,
+    output: FormatOption = "table",
 ) -> None:
     """Inspect pricing: unpriced models in the store, or what a model would cost."""
     from collector.pricing import TokenUsage
-    from llmpulse.runtime import build_price_catalog, open_store
+    from llmpulse.runtime import ConfigError, build_price_catalog, open_store
 
+    fmt = output_format(output)
     settings = _settings()
     if model:
-        catalog = build_price_catalog(settings)
+        try:
+            catalog = build_price_catalog(settings)
+        except ConfigError as exc:
+            raise _fail(f"LLMPULSE_PRICES_FILE: {exc}") from None
         cost = catalog.cost(model=model, provider=provider, usage=TokenUsage(input_tokens=1_000_000),
                             at=datetime.now(UTC))
         out = catalog.cost(model=model, provider=provider, usage=TokenUsage(output_tokens=1_000_000),
                            at=datetime.now(UTC))
+        if fmt is OutputFormat.JSON:
+            write_json({
+                "model": model, "provider": provider, "known": cost.total_usd is not None,
+                "source": cost.source.value, "matched_model": cost.matched_model,
+                "usd_per_million_input_tokens": cost.total_usd, "usd_per_million_output_tokens": out.total_usd,
+            })
+            return
         if cost.total_usd is None:
             console.print(f"{model}: no known price (events will be stored with NULL cost)")
         else:
@@ -189,6 +287,9 @@ def prices(
     from analyzers.summary import unpriced_models
 
     rows = unpriced_models(open_store(settings))
+    if fmt is OutputFormat.JSON:
+        write_json({"unpriced_models": rows})
+        return
     if not rows:
         console.print("every stored event has a price")
         return
@@ -217,13 +318,18 @@ def schema(
 
 
 @app.command()
-def summary() -> None:
+def summary(output: FormatOption = "table") -> None:
     """Traffic, cost per request by model and latency percentiles of what is stored."""
     from analyzers.summary import summarize
     from llmpulse.report import print_summary
     from llmpulse.runtime import open_store
 
-    print_summary(console, summarize(open_store(_settings())))
+    fmt = output_format(output)
+    result = summarize(open_store(_settings()))
+    if fmt is OutputFormat.JSON:
+        write_json(result)
+    else:
+        print_summary(console, result)
 
 
 @app.command()
@@ -234,12 +340,13 @@ def demo(
     """Simulate traffic with incidents, ingest it into the configured store, and show what is there."""
     from analyzers.summary import summarize
     from collector.file_ingest import ingest_files
+    from llmpulse.commands.output import duration as parse_span
     from llmpulse.report import print_summary
     from llmpulse.runtime import build_ingest_service, open_store
-    from llmpulse.simulate import SimulationConfig, parse_duration, write_simulation
+    from llmpulse.simulate import SimulationConfig, write_simulation
 
     settings = _settings()
-    span = parse_duration(duration)
+    span = parse_span(duration, "--duration")
     # Anchored to today's UTC midnight: a second demo run on the same day re-sends the same events,
     # and the store shows them as already stored instead of counting them twice.
     begin = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - span
@@ -270,19 +377,38 @@ def demo(
     truth_items = orjson.loads(truth_path.read_bytes())
     console.rule("[bold]4. what the analyzers detect (a backtest over the simulated span, every 5 minutes)")
     from analyzers.backtest import run_backtest
+    from analyzers.engine import ClickHouseFindingStore, MemoryFindingStore
     from analyzers.registry import build_analyzers
     from analyzers.scheduler import dashboard_base_url, rules_from_settings
     from analyzers.scoring import print_score, score, traffic_slices
 
     started = time.perf_counter()
+    replayed = MemoryFindingStore()
     result = run_backtest(client, build_analyzers(settings, plugins=settings.analyzers_plugins),
                           rules_from_settings(settings), begin, begin + span, timedelta(minutes=5),
-                          dashboard_base_url=dashboard_base_url(settings))
+                          dashboard_base_url=dashboard_base_url(settings), store=replayed)
+    kept = demo_findings(replayed.episodes.values())
+    ClickHouseFindingStore(client).save(kept)
     console.print(f"{len(result.episodes)} firing episode(s) in {result.steps} replayed runs, "
-                  f"{time.perf_counter() - started:.1f}s (same analyzers as `llmpulse serve`; "
-                  f"`llmpulse backtest --format json` prints them)")
+                  f"{time.perf_counter() - started:.1f}s (same analyzers as `llmpulse serve`); "
+                  f"{len(kept)} finding(s) kept in the store: `llmpulse findings`, `llmpulse report --week`")
     print_score(console, score(result.episodes, truth_items, traffic_slices(config.apps, config.models)),
                 title="Detected vs injected (ground truth from the simulator)")
+
+
+def demo_findings(replayed: Iterable[Finding]) -> list[Finding]:
+    """The replay's findings that fired, with ids derived from what they are (condition + first seen), so a
+    second demo over the same span replaces them in the findings table instead of adding copies."""
+    import hashlib
+    from dataclasses import replace
+
+    kept = []
+    for finding in replayed:
+        if finding.fired_at is None:
+            continue
+        key = f"demo|{finding.fingerprint}|{finding.first_seen.astimezone(UTC).isoformat()}"
+        kept.append(replace(finding, finding_id="demo-" + hashlib.sha256(key.encode()).hexdigest()[:15]))
+    return sorted(kept, key=lambda f: f.first_seen)
 
 
 @app.command()
@@ -300,6 +426,7 @@ def collect(
     from prometheus_client import CollectorRegistry, start_http_server
 
     from llmpulse.runtime import build_kafka_collector, open_store
+    from llmpulse.urls import display_url
 
     settings = _settings()
     overrides: dict[str, object] = {}
@@ -312,8 +439,10 @@ def collect(
     if overrides:
         settings = settings.model_copy(update=overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every connection, join and fetch at INFO; the collector logs what an operator needs.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     registry = CollectorRegistry()
-    collector = build_kafka_collector(settings, open_store(settings), registry=registry)
+    collector = build_kafka_collector(settings, open_store(settings), registry=registry, role="collect")
     port = metrics_port if metrics_port is not None else settings.kafka_metrics_port
     if port is not None:
         start_http_server(port, registry=registry)
@@ -327,20 +456,39 @@ def collect(
     signal.signal(signal.SIGINT, stop)
     err_console.print(
         f"consuming {', '.join(settings.kafka_topics)} from {settings.kafka_bootstrap} "
-        f"as group {settings.kafka_group_id} into {settings.clickhouse_url}"
+        f"as group {settings.kafka_group_id} into {display_url(settings.clickhouse_url)}"
     )
-    collector.run()
+    from kafka.errors import FencedInstanceIdError
+
+    from llmpulse.kafka_config import fenced_message
+
+    try:
+        collector.run()
+    except FencedInstanceIdError:
+        raise OperatorError(fenced_message(settings, collector.group_instance_id)) from None
 
 
 def main() -> None:
     from llmpulse.commands import register_all
 
     register_all(app)
-    try:
-        app()
-    except OperatorError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
-        sys.exit(exc.exit_code)
+    app()
+
+
+_SECRET_WORDS = ("password", "token", "secret", "api_key", "key_file")
+
+
+def settings_errors(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, named as the operator sets it (LLMPULSE_...), with the value unless secret."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        env = f"LLMPULSE_{field.upper()}"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        value = error.get("input")
+        shown = "" if any(w in field for w in _SECRET_WORDS) or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{env}: {message}{shown}")
+    return lines
 
 
 if __name__ == "__main__":

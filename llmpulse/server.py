@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
@@ -17,8 +18,12 @@ from analyzers.api import findings_router
 from analyzers.engine import ClickHouseFindingStore
 from analyzers.scheduler import AnalyzerScheduler
 from collector.api.app import Component, create_app
+from collector.otlp.content import ClickHouseContentStore, ContentJoiner, UnjoinedContentGauge
+from collector.otlp.grpc import GrpcSettings, OtlpGrpcReceiver
 from collector.otlp.mapping import OtlpOptions
+from collector.queries import ClickHouseEventQueries
 from llmpulse.runtime import build_ingest_service, build_kafka_collector
+from llmpulse.security import build_authenticator
 from llmpulse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,13 +64,42 @@ def build_server_app(settings: Settings, client: Client, *, kafka: bool, analyze
         collector = build_kafka_collector(settings, client, registry=registry)
         components.append(_Lifecycle("kafka collector", collector.start, collector.stop))
 
-    return create_app(
+    authenticator, key_store = build_authenticator(settings, client)
+    # Content of OTLP log events joined to spans (HTTP and gRPC share it), and the OTLP/gRPC receiver.
+    joiner = ContentJoiner(
+        ClickHouseContentStore(client),
+        service.validator,
+        window=timedelta(seconds=settings.otlp_content_join_seconds),
+        registry=registry,
+    )
+    unjoined = UnjoinedContentGauge(joiner)
+    components.append(_Lifecycle("OTLP content gauge", unjoined.start, unjoined.stop))
+    if settings.otlp_grpc_port:
+        receiver = OtlpGrpcReceiver(
+            service,
+            authenticator=authenticator,
+            options=OtlpOptions.from_settings(settings),
+            joiner=joiner,
+            settings=GrpcSettings(
+                host=settings.otlp_grpc_host or settings.http_host,
+                port=settings.otlp_grpc_port,
+                max_message_bytes=settings.otlp_grpc_max_message_bytes,
+                workers=settings.otlp_grpc_workers,
+            ),
+        )
+        components.append(_Lifecycle("OTLP/gRPC receiver", receiver.start, receiver.stop))
+    api = create_app(
         service,
         max_body_bytes=settings.max_body_bytes,
         routers=[findings_router(lambda: client), runbooks_router()],
         components=components,
         otlp_options=OtlpOptions.from_settings(settings),
+        authenticator=authenticator,
+        key_store=key_store,
+        content_joiner=joiner,
     )
+    api.state.event_queries = ClickHouseEventQueries(client)  # GET /v1/events
+    return api
 
 
 def _stop_dispatcher(dispatcher: object) -> None:

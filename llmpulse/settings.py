@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     text_retention_days: int = Field(default=30, ge=1, description="Prompt/response texts may expire first.")
     rejected_retention_days: int = Field(default=30, ge=1)
 
+    # ClickHouse TLS (https:// servers; docs/security.md "Transport security")
+    clickhouse_password_file: Path | None = Field(
+        default=None, description="File holding the ClickHouse password, for a URL without one (Docker/K8s secrets)."
+    )
+    clickhouse_tls_verify: bool = Field(
+        default=True, description="Verify the server's certificate and host name (turn off only to debug)."
+    )
+    clickhouse_ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the ClickHouse server's certificate; unset: system CAs."
+    )
+    clickhouse_client_cert_file: Path | None = Field(default=None, description="Client certificate (PEM) for mTLS.")
+    clickhouse_client_key_file: Path | None = Field(default=None, description="Its private key (PEM).")
+
     # Ingest limits
     max_text_bytes: int = Field(default=32 * 1024, ge=256)
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -70,7 +83,9 @@ class Settings(BaseSettings):
     kafka_dead_letter_topic: str = "llm-events-dlq"
     kafka_client_id: str = "llmpulse-collector"
     kafka_group_instance_id: str | None = Field(
-        default=None, description="Static membership: a restarted member with the same id skips a rebalance."
+        default=None,
+        description="Static membership (KIP-345): a member restarted with the same id takes its partitions back "
+        "at once. Unset: llmpulse-<collect|serve>-<hostname>; empty: dynamic membership.",
     )
     kafka_auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
     kafka_topic_encodings: Annotated[dict[str, str], NoDecode] = Field(
@@ -84,7 +99,9 @@ class Settings(BaseSettings):
     kafka_poll_timeout_ms: int = Field(default=200, ge=1)
     kafka_max_poll_records: int = Field(default=5_000, ge=1)
     kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
-    kafka_session_timeout_ms: int = Field(default=45_000, ge=1_000)
+    # A restarted static member is recognised at once; this only bounds how long a member that is gone for
+    # good (a crashed host, a scaled-down replica) holds its partitions. Heartbeats run on their own thread.
+    kafka_session_timeout_ms: int = Field(default=20_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     kafka_max_partition_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     kafka_check_crcs: bool | None = Field(
@@ -117,6 +134,48 @@ class Settings(BaseSettings):
     def _parse_topic_encodings(cls, value: object) -> object:
         return parse_mapping(value, "topic=encoding,...")
 
+    # Kafka security (docs/kafka.md#security): the same for the consumer, the dead-letter producer and the
+    # admin client; combinations are checked at start-up (llmpulse/runtime.py kafka_client_config).
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+        description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="Or LLMPULSE_KAFKA_SASL_PASSWORD_FILE.")
+    kafka_sasl_password_file: Path | None = Field(default=None, description="A file holding the SASL password.")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="PEM CA bundle; unset: the system's CAs.")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM private key of the client certificate.")
+    kafka_ssl_check_hostname: bool = True
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_kafka_security(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        # An empty variable (a compose file's `VAR: ""`) means the default, not a value to reject.
+        empty = "PLAINTEXT" if info.field_name == "kafka_security_protocol" else None
+        return value.strip().upper() or empty
+
+    # Kafka start-up checks: brokers reachable, credentials accepted, topics present, all within this bound.
+    kafka_startup_timeout_s: float = Field(default=20.0, gt=0)
+    kafka_create_topics: bool = Field(
+        default=True,
+        description="Create missing source and dead-letter topics at start-up (broker defaults for partitions "
+        "and replication); false: a missing topic is a start-up error.",
+    )
+
+    # Kafka membership (static by default: see kafka_group_instance_id above; docs/kafka.md#restarts)
+    kafka_leave_group_on_stop: bool = Field(
+        default=True,
+        description="A static member stopped by SIGTERM/SIGINT leaves the group so its partitions move at once; "
+        "false: they wait for its restart (or the session timeout), sparing a rolling restart two rebalances.",
+    )
+
     # OpenTelemetry (POST /v1/traces; docs/otlp.md). Attribute lists are comma-separated and looked up in
     # order, on the span first and then on its resource; the first non-empty value wins.
     otlp_feature_attributes: Annotated[list[str], NoDecode] = Field(
@@ -148,6 +207,21 @@ class Settings(BaseSettings):
     def _split_attribute_lists(cls, value: object) -> object:
         return split_comma_list(value)
 
+    # OTLP/gRPC and log content (collector/otlp/grpc.py, content.py; docs/otlp.md)
+    otlp_grpc_port: int = Field(
+        default=4317, ge=0, le=65535, description="OTLP/gRPC receiver of `llmpulse serve`; 0 disables it."
+    )
+    otlp_grpc_host: str | None = Field(default=None, description="Interface of the gRPC receiver; unset: http_host.")
+    otlp_grpc_max_message_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Largest gRPC export request accepted (before gzip)."
+    )
+    otlp_grpc_workers: int = Field(default=16, ge=1, description="Threads serving gRPC exports concurrently.")
+    otlp_content_join_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long content from OTLP log events waits for its span, and after a span is stored how "
+        "long late content is still written onto it.",
+    )
 
     # Judge
     judge_base_url: str | None = Field(
@@ -227,6 +301,27 @@ class Settings(BaseSettings):
     def _split_alertmanager_urls(cls, value: object) -> object:
         return split_comma_list(value)
 
+    # Alertmanager auth (its --web.config.file: basic_auth_users, tls_server_config; docs/security.md)
+    alertmanager_username: str | None = Field(
+        default=None, description="Basic-auth user for every Alertmanager (a user:pass@ in the URL also works)."
+    )
+    alertmanager_password: SecretStr | None = Field(default=None, description="Basic-auth password.")
+    alertmanager_password_file: Path | None = Field(
+        default=None, description="File holding the basic-auth password (wins over LLMPULSE_ALERTMANAGER_PASSWORD)."
+    )
+    alertmanager_bearer_token: SecretStr | None = Field(
+        default=None, description="Sent as 'Authorization: Bearer TOKEN' (e.g. to a reverse proxy in front)."
+    )
+    alertmanager_bearer_token_file: Path | None = Field(
+        default=None, description="File holding the bearer token (wins over LLMPULSE_ALERTMANAGER_BEARER_TOKEN)."
+    )
+    alertmanager_tls_verify: bool = Field(default=True, description="Verify https:// Alertmanagers' certificates.")
+    alertmanager_ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) that signed the Alertmanagers' certificates; unset: system CAs."
+    )
+    alertmanager_client_cert_file: Path | None = Field(default=None, description="Client certificate (PEM), mTLS.")
+    alertmanager_client_key_file: Path | None = Field(default=None, description="Its private key (PEM).")
+
     # Analyzers (analyzers/, docs/analyzers.md)
     analyzers_enabled: bool = Field(default=True, description="`llmpulse serve` runs the analyzer scheduler.")
     analyzers_rules_file: Path | None = Field(
@@ -242,8 +337,22 @@ class Settings(BaseSettings):
 
     # Drift (analyzers/drift/, docs/drift.md)
     drift_enabled: bool = Field(default=True, description="Run the input/output drift analyzer.")
-    drift_window_minutes: int = Field(default=60, ge=5, description="Current window compared each run.")
-    drift_interval_minutes: int = Field(default=60, ge=1, description="How often the drift analyzer runs.")
+    drift_interval_minutes: int = Field(default=15, ge=1, description="How often the drift analyzer runs.")
+    drift_min_window_minutes: int = Field(
+        default=15, ge=1, description="Shortest current window (at least the interval, so every call is tested)."
+    )
+    drift_max_window_minutes: int = Field(
+        default=1440, ge=5, le=1440, description="Widest current window: quiet slices widen up to this."
+    )
+    drift_first_window_events: int = Field(
+        default=30, ge=10, description="The shortest window tried holds this many calls; each wider one twice."
+    )
+    drift_enough_events: int = Field(
+        default=500, ge=20, description="Windows stop widening once one holds this many calls."
+    )
+    drift_stale_after_minutes: int = Field(
+        default=360, ge=1, description="A slice without a call for this long is 'no traffic': its drift resolves."
+    )
     drift_reference: str = Field(
         default="auto", pattern="^(auto|seasonal|trailing)$",
         description="Unpinned reference: 'seasonal' = the same clock window on previous days, 'trailing' = the "
@@ -261,16 +370,20 @@ class Settings(BaseSettings):
     )
     drift_fdr: float = Field(default=0.01, gt=0, lt=1, description="Benjamini–Hochberg target per run.")
     drift_null_quantile: float = Field(default=0.99, gt=0.5, lt=1)
-    drift_min_events: int = Field(default=200, ge=20, description="Per window and group; fewer: no verdict.")
-    drift_min_texts: int = Field(default=100, ge=20)
-    drift_text_sample: int = Field(default=2000, ge=100, le=20_000, description="Texts drawn per window.")
+    drift_min_events: int = Field(
+        default=20, ge=10, description="Calls per window and side below which no test can reach the alpha."
+    )
+    drift_min_texts: int = Field(default=20, ge=10)
+    drift_text_sample: int = Field(
+        default=300, ge=20, le=20_000, description="Texts drawn per window and side for the text test."
+    )
     drift_bins: int = Field(default=10, ge=3, le=50)
     drift_top_k: int = Field(default=20, ge=2, le=200)
     drift_psi_floor: float = Field(default=0.02, ge=0)
     drift_js_floor_bits: float = Field(default=0.002, ge=0)
     drift_auc_floor: float = Field(default=0.52, ge=0.5, lt=1)
     drift_new_category_share: float = Field(default=0.01, gt=0, lt=1)
-    drift_persist_runs: int = Field(default=3, ge=1, le=24, description="Persistence: of the last N runs ...")
+    drift_persist_runs: int = Field(default=2, ge=1, le=24, description="Persistence: of the last N runs ...")
     drift_persist_hits: int = Field(default=2, ge=1, le=24, description="... at least K must show drift.")
     drift_one_call_per_trace: bool = Field(
         default=True, description="Count one call per trace (an agent's steps are not independent samples)."
@@ -300,6 +413,29 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_drift_formats(cls, value: object) -> object:
         return parse_mapping(value, "app/feature=json,...")
+
+    # Security: API keys and masking before storage (docs/security.md)
+    auth_disabled: bool = Field(
+        default=False,
+        description="true: the HTTP API answers without API keys (logged as a warning at start-up). Only for a "
+        "network nobody else reaches.",
+    )
+    auth_key_refresh_seconds: float = Field(
+        default=2.0, gt=0, le=4.0, description="How often key changes (create, revoke) are picked up."
+    )
+    redact: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Kinds masked before storage, applied to the default set (secrets and card numbers): "
+        "'email,phone,iban' adds, '-card' removes, 'none' removes all.",
+    )
+    redact_patterns_file: Path | None = Field(
+        default=None, description="YAML of name: regex; each match is stored as [REDACTED:name]."
+    )
+
+    @field_validator("redact", mode="before")
+    @classmethod
+    def _split_redact(cls, value: object) -> object:
+        return split_comma_list(value)
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,7 +33,9 @@ from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from collector.auth import Principal
+from collector.metrics import count_redactions, redactions_counter
 from collector.otlp.logs import ContentRecord, merge_content
+from collector.redaction import Counts, Redactor
 from collector.rows import EVENT_COLUMNS
 from collector.validation import EventValidator, RawItem
 
@@ -256,8 +258,13 @@ class ContentJoiner:
         self.store = store
         self.validator = validator
         self.window = window
-        self.metrics = ContentMetrics(registry or CollectorRegistry())
+        registry = registry or CollectorRegistry()
+        self.metrics = ContentMetrics(registry)
         self._clock = clock
+        # Content waits in otlp_content for its span (days, at worst): it is masked before it is stored there,
+        # with the validator's policy, and counted where every other path counts.
+        self._redactor = Redactor(validator.redaction) if validator.redaction.enabled else None
+        self._redactions = redactions_counter(registry)
 
     # -- the traces path -----------------------------------------------------------------------------------
 
@@ -319,6 +326,7 @@ class ContentJoiner:
                 allowed.append(record)
         if not allowed:
             return 0, refused
+        allowed = self._masked(allowed)
         self.store.put(allowed, self._clock())
         self.metrics.records.labels("stored").inc(len(allowed))
         by_event: dict[str, list[ContentRecord]] = {}
@@ -339,6 +347,22 @@ class ContentJoiner:
         return len(allowed), refused
 
     # -- shared --------------------------------------------------------------------------------------------
+
+    def _masked(self, records: list[ContentRecord]) -> list[ContentRecord]:
+        if self._redactor is None:
+            return records
+        counts: Counts = {}
+        redactor = self._redactor
+        masked = [
+            replace(
+                record,
+                inputs=redactor.redact_value(record.inputs, counts) if record.inputs else record.inputs,
+                outputs=redactor.redact_value(record.outputs, counts) if record.outputs else record.outputs,
+            )
+            for record in records
+        ]
+        count_redactions(self._redactions, counts)
+        return masked
 
     def _patch_stored(
         self,
@@ -400,6 +424,7 @@ class ContentJoiner:
         if result.rejections or not result.batch.rows:
             log.warning("content for %s could not be stored: %s", event.event_id, result.rejections[:1])
             return {}
+        count_redactions(self._redactions, result.redactions)
         row = result.batch.rows[0]
         columns: dict[str, Any] = {}
         if inputs:

@@ -15,6 +15,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from collector.api.app import create_app
+from collector.auth import AllowAll
 from collector.inserter import BulkInserter
 from collector.metrics import IngestMetrics
 from collector.pricing import PriceCatalog
@@ -33,7 +34,7 @@ def _api(store_client: Client, pool: ValidationPool | None) -> Iterator[TestClie
         metrics=metrics,
         pool=pool,
     )
-    with TestClient(create_app(service, max_body_bytes=8 * 1024 * 1024)) as client:
+    with TestClient(create_app(service, max_body_bytes=8 * 1024 * 1024, authenticator=AllowAll())) as client:
         yield client
 
 

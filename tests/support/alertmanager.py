@@ -8,8 +8,8 @@ Fixtures (load with ``pytest_plugins``):
 - ``alertmanager_binary`` (session): path of the binary; FAILS the test (never skips) when missing.
 - ``webhook_receiver``: a started receiver, stopped after the test.
 - ``alertmanager_config``: path of the derived test config for that receiver.
-- ``alertmanager_factory``: ``make(port=None) -> AlertmanagerServer`` started on loopback; all stopped after
-  the test. ``alertmanager``: one of them.
+- ``alertmanager_factory``: ``make(port=None, web_config=None) -> AlertmanagerServer`` started on loopback;
+  all stopped after the test. ``alertmanager``: one of them. `WebConfig` puts TLS and basic auth in front.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,10 +102,43 @@ def _override_children(route: dict[str, Any], timings: Mapping[str, str]) -> Non
         _override_children(child, timings)
 
 
-class AlertmanagerServer:
-    """One Alertmanager process on 127.0.0.1 with its own storage; restartable on the same port."""
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """Alertmanager's --web.config.file (Prometheus exporter-toolkit): TLS and/or basic auth on its API.
 
-    def __init__(self, binary: str, config_path: Path, workdir: Path, *, port: int | None = None) -> None:
+    `users` maps user -> plaintext password (written bcrypt-hashed, as Alertmanager requires)."""
+
+    users: Mapping[str, str] = field(default_factory=dict)
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None  # what a client trusts to verify cert_file (not written to the config)
+
+    def write(self, path: Path) -> Path:
+        import bcrypt
+
+        doc: dict[str, Any] = {}
+        if self.cert_file is not None and self.key_file is not None:
+            doc["tls_server_config"] = {"cert_file": str(self.cert_file), "key_file": str(self.key_file)}
+        if self.users:
+            # Cost 4: bcrypt's minimum; Alertmanager checks every request's password against it.
+            doc["basic_auth_users"] = {
+                user: bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+                for user, password in self.users.items()
+            }
+        path.write_text(yaml.safe_dump(doc), "utf-8")
+        return path
+
+
+class AlertmanagerServer:
+    """One Alertmanager process on 127.0.0.1 with its own storage; restartable on the same port.
+
+    With `web_config` its API needs TLS and/or basic auth (`url` is https:// then); `self.http` (used by the
+    test helpers below) authenticates with the first user and trusts `web_config.ca_file`."""
+
+    def __init__(
+        self, binary: str, config_path: Path, workdir: Path, *, port: int | None = None,
+        web_config: WebConfig | None = None,
+    ) -> None:
         self.binary = binary
         self.config_path = config_path
         self.workdir = workdir
@@ -111,11 +146,22 @@ class AlertmanagerServer:
         self.storage = workdir / "data"
         self.log_path = workdir / "alertmanager.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.url, timeout=5.0)
+        self.web_config = web_config
+        self.web_config_path = web_config.write(workdir / "web.yml") if web_config is not None else None
+        auth = next(iter(web_config.users.items())) if web_config is not None and web_config.users else None
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(web_config.ca_file))
+            if web_config is not None and web_config.ca_file else True
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=5.0, auth=auth, verify=verify)
+
+    @property
+    def tls(self) -> bool:
+        return self.web_config is not None and self.web_config.cert_file is not None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> AlertmanagerServer:
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -127,6 +173,8 @@ class AlertmanagerServer:
             "--cluster.listen-address=",
             "--log.level=debug",
         ]
+        if self.web_config_path is not None:
+            command.append(f"--web.config.file={self.web_config_path}")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + timeout
@@ -273,10 +321,11 @@ def alertmanager_factory(
 ) -> Iterator[AlertmanagerFactory]:
     servers: list[AlertmanagerServer] = []
 
-    def make(port: int | None = None) -> AlertmanagerServer:
+    def make(port: int | None = None, web_config: WebConfig | None = None) -> AlertmanagerServer:
         workdir = tmp_path / f"am{len(servers)}"
         workdir.mkdir()
-        server = AlertmanagerServer(alertmanager_binary, alertmanager_config, workdir, port=port)
+        server = AlertmanagerServer(alertmanager_binary, alertmanager_config, workdir, port=port,
+                                    web_config=web_config)
         servers.append(server)
         try:
             server.start()

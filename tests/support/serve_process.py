@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -21,15 +22,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serve(
-    workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `llmpulse serve` with `env` added to ours; (the process, its base URL) once it is healthy.
+@dataclass(frozen=True)
+class Served:
+    """A running `llmpulse serve`: its process, base URL and an admin key for its API (None with auth disabled)."""
 
-    Output goes to workdir/serve.log, which a start-up failure quotes.
+    process: subprocess.Popen[bytes]
+    base: str
+    key: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def create_key(workdir: Path, env: Mapping[str, str], name: str, scope: str, *apps: str) -> str:
+    """`llmpulse keys create` on the store `env` names, as a user would before starting the server."""
+    app_args = [arg for app in apps for arg in ("--app", app)]
+    created = subprocess.run(
+        [sys.executable, "-m", "llmpulse.cli", "keys", "create", name, "--scope", scope, *app_args],
+        env={**os.environ, **env},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if created.returncode != 0:
+        raise RuntimeError(f"llmpulse keys create failed ({created.returncode}):\n{created.stderr[-3000:]}")
+    return created.stdout.strip()
+
+
+def _auth_disabled(env: Mapping[str, str]) -> bool:
+    return env.get("LLMPULSE_AUTH_DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def start_serve(
+    workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90, admin_key: bool = True
+) -> Served:
+    """Start `llmpulse serve` with `env` added to ours; returns once it is healthy.
+
+    With auth on (the default) and `admin_key`, an admin key is created on the store first (chDB: one process per
+    store, so before the server holds it). Output goes to workdir/serve.log, which a start-up failure quotes.
     """
+    key = create_key(workdir, env, "tests-admin", "admin") if admin_key and not _auth_disabled(env) else None
     port = free_port()
     log_path = workdir / "serve.log"
+    # The OTLP/gRPC receiver's default port (4317) is one per machine: tests that want it pass their own.
+    env = {"LLMPULSE_OTLP_GRPC_PORT": "0", **env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "llmpulse.cli", "serve", "--port", str(port)],
@@ -43,7 +78,8 @@ def start_serve(
     while True:
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return process, base
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                return Served(process=process, base=base, key=key, headers=headers)
         except httpx.HTTPError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
@@ -53,15 +89,17 @@ def start_serve(
 
 
 @contextmanager
-def running_serve(workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90) -> Iterator[str]:
-    """`start_serve`, yield the base URL, then stop it gracefully (a shutdown failure quotes serve.log)."""
-    process, base = start_serve(workdir, env, start_timeout_s=start_timeout_s)
+def running_serve(
+    workdir: Path, env: Mapping[str, str], *, start_timeout_s: float = 90, admin_key: bool = True
+) -> Iterator[Served]:
+    """`start_serve`, yield it, then stop it gracefully (a shutdown failure quotes serve.log)."""
+    served = start_serve(workdir, env, start_timeout_s=start_timeout_s, admin_key=admin_key)
     try:
-        yield base
+        yield served
     finally:
-        process.terminate()
+        served.process.terminate()
         # uvicorn re-raises SIGTERM after a graceful shutdown, so -15 is a clean exit too.
-        code = process.wait(60)
+        code = served.process.wait(60)
     log_text = (workdir / "serve.log").read_text()
     if code not in (0, -15) or "Application shutdown complete" not in log_text:
         raise RuntimeError(f"llmpulse serve did not shut down cleanly ({code}):\n{log_text[-3000:]}")
