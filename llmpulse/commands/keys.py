@@ -12,6 +12,7 @@ import orjson
 import typer
 from rich.table import Table
 
+from llmpulse.commands.output import FormatOption, OutputFormat, output_format, write_json
 from llmpulse.console import console, err_console
 
 if TYPE_CHECKING:
@@ -74,23 +75,28 @@ def register(app: typer.Typer) -> None:
     def list_keys(
         as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
         revoked: Annotated[bool, typer.Option("--revoked/--no-revoked", help="Include revoked keys.")] = True,
+        output: FormatOption = "table",
     ) -> None:
         """Every key's name, scope, apps, creation and revocation time (never the key)."""
+        fmt = output_format(output)
         records = [k for k in _store().all_keys() if revoked or k.active]
-        if as_json:
-            for k in records:
-                typer.echo(
-                    orjson.dumps(
-                        {
-                            "name": k.name,
-                            "scope": k.scope.value,
-                            "apps": list(k.apps),
-                            "key_prefix": k.key_prefix,
-                            "created_at": k.created_at.isoformat(),
-                            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
-                        }
-                    ).decode()
-                )
+        documents = [
+            {
+                "name": k.name,
+                "scope": k.scope.value,
+                "apps": list(k.apps),
+                "key_prefix": k.key_prefix,
+                "created_at": k.created_at.isoformat(),
+                "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+            }
+            for k in records
+        ]
+        if fmt is OutputFormat.JSON:
+            write_json(documents)
+            return
+        if as_json:  # the older spelling: JSON lines
+            for document in documents:
+                typer.echo(orjson.dumps(document).decode())
             return
         table = Table(title=f"{len(records)} API key(s)")
         for column in ("name", "scope", "apps", "key", "created (UTC)", "revoked (UTC)"):
