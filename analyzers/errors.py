@@ -51,12 +51,20 @@ def _types_text(ws: WindowSet, g: int, exclude: tuple[str, ...] = (), r: int = 0
     return ", ".join(f"{t} {n}" for t, n in parts) or "none"
 
 
+# A baseline ratio rests on at least this many errors: the same few minutes on three previous days of a quiet
+# app hold a fraction of an error, and a ratio of 0/60 would make the app's ordinary errors look like a burst.
+MIN_BASELINE_ERRORS = 5
+
+
 def _baseline_ratio(
     ws: WindowSet, g: int, errors: np.ndarray, seasonal: slice, trailing: slice, min_points: int
 ) -> tuple[float | None, str]:
     season_req = ws.requests[seasonal, g]
     if int((season_req > 0).sum()) >= min_points:
-        return trimmed_ratio(errors[seasonal], season_req), "seasonal"
+        if float(errors[seasonal].sum()) >= MIN_BASELINE_ERRORS:
+            return trimmed_ratio(errors[seasonal], season_req), "seasonal"
+        both = np.r_[seasonal, trailing] if trailing.stop > trailing.start else np.r_[seasonal]
+        return trimmed_ratio(errors[both], ws.requests[both, g]), "seasonal and trailing"
     return trimmed_ratio(errors[trailing], ws.requests[trailing, g]), "trailing"
 
 
